@@ -1,0 +1,1 @@
+"""Echo's pure logic: nothing in this package imports Ray."""
