@@ -1,0 +1,98 @@
+"""Echo's HTTP API as a FastAPI app factory: Serve mounts it, the unit tests call it directly."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Callable
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from core.brain import AskError, Brain
+
+log = logging.getLogger("echo.api")
+
+USER_PATTERN = r"^[A-Za-z0-9가-힣_][A-Za-z0-9가-힣_.-]{0,63}$"
+
+
+class AskRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    prompt: str = Field(description="What you want Echo to answer.")
+    user: str | None = Field(
+        None,
+        pattern=USER_PATTERN,
+        description="Whose conversation this is (a folder name under memory/dayMMDD/). "
+        "Defaults to 'origin' with the owner's token, else 'guest'.",
+    )
+
+
+def error(status: int, code: str, message: str, **extra) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}, **extra}, status_code=status)
+
+
+def describe_validation(exc: ValidationError | RequestValidationError) -> str:
+    problems = []
+    for item in exc.errors():
+        where = ".".join(str(p) for p in item["loc"] if p != "body") or "body"
+        if item["type"] == "missing":
+            problems.append(f"{where} is required")
+        elif item["type"] == "extra_forbidden":
+            problems.append(f"{where} is not a known field (send only prompt and user)")
+        elif item["type"] == "string_pattern_mismatch":
+            problems.append(f"{where} must be 1-64 letters, digits, '_', '-' or '.', not starting with '.' or '-'")
+        else:
+            problems.append(f"{where}: {item['msg']}")
+    return "; ".join(problems)
+
+
+def create_api(get_brain: Callable[[], Brain]) -> FastAPI:
+    """The app; get_brain returns the Brain of the process serving the request."""
+    api = FastAPI(title="Echo", summary="A self-hosted persona server with three circuits and a memory.")
+
+    @api.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error(422, "invalid_request", describe_validation(exc))
+
+    @api.head("/", include_in_schema=False)
+    @api.get("/", summary="Echo is up")
+    async def root() -> dict:
+        # Answers as soon as the ingress runs, while the models may still be loading.
+        return {"name": "Echo", "status": "up", "health": "/health", "ask": "POST /api/ask", "docs": "/docs"}
+
+    @api.get("/health", summary="What is ready, loading or failed")
+    async def health() -> dict:
+        return await get_brain().health()
+
+    @api.post(
+        "/api/ask",
+        summary="Ask Echo",
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": AskRequest.model_json_schema()}}}},
+    )
+    async def ask(request: Request) -> Response:
+        brain = get_brain()
+        limit = brain.config.max_prompt_chars * 4 + 65_536  # 4 bytes a character at most, plus the JSON around it
+        body = await request.body()
+        if len(body) > limit:
+            return error(413, "body_too_large", f"request body is {len(body)} bytes; the limit is {limit} (max_prompt_chars is {brain.config.max_prompt_chars})")
+        try:
+            data = json.loads(body.decode("utf-8"))
+        except UnicodeDecodeError:
+            return error(400, "invalid_utf8", "request body is not UTF-8: send JSON encoded as UTF-8")
+        except (json.JSONDecodeError, RecursionError) as exc:
+            where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else " (nested too deeply)"
+            return error(400, "invalid_json", f'request body is not valid JSON{where}: send {{"prompt": "..."}}')
+        try:
+            req = AskRequest.model_validate(data)
+        except ValidationError as exc:
+            return error(422, "invalid_request", describe_validation(exc))
+        try:
+            result = await brain.ask(req.prompt, user=req.user, authorization=request.headers.get("authorization"))
+        except AskError as exc:
+            return JSONResponse(exc.body(), status_code=exc.status)
+        return JSONResponse(result)
+
+    return api

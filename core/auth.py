@@ -1,0 +1,25 @@
+"""The origin (Echo's owner) is whoever presents the token in $ECHO_ORIGIN_TOKEN."""
+
+from __future__ import annotations
+
+import hmac
+import os
+
+TOKEN_ENV = "ECHO_ORIGIN_TOKEN"
+ENABLE_HINT = f"set {TOKEN_ENV} in the environment that starts Echo (and Ray) to enable them"
+
+
+def origin_token() -> str | None:
+    token = os.environ.get(TOKEN_ENV, "")
+    return token if token else None
+
+
+def is_origin(authorization: str | None, token: str | None) -> bool:
+    """True only for `Bearer <token>` with the exact token, compared in constant time."""
+    if not token or not authorization:
+        return False
+    scheme, _, presented = authorization.partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    # compare_digest on bytes runs in time independent of where the strings differ.
+    return hmac.compare_digest(presented.encode("utf-8", "surrogatepass"), token.encode("utf-8", "surrogatepass"))

@@ -1,0 +1,302 @@
+"""EchoBrain's logic without Ray: route a prompt, ask the circuits, merge, save.
+
+The circuits and the memory are passed in as plain async objects, so the Serve ingress
+wires in deployment handles and the unit tests wire in fakes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Mapping, Protocol
+
+from core import auth
+from core.config import CIRCUIT_NAMES, EchoConfig
+from core.identity import IdentitySource
+from core.intent import classify
+from core.llm import Completion, Messages
+from core.projects import PROJECT_INSTRUCTIONS, PROJECT_SCHEMA, ProjectError, parse_project, write_project
+
+log = logging.getLogger("echo.brain")
+
+ORIGIN_USER = "origin"
+GUEST_USER = "guest"
+CONCAT_ORDER = ("self", "emotion", "creation")
+
+
+class Circuit(Protocol):
+    async def generate(self, messages: Messages, **options: Any) -> Completion: ...
+
+    async def state(self) -> dict: ...
+
+
+class MemorySink(Protocol):
+    async def save(self, user: str, prompt: str, reply: str) -> dict: ...
+
+
+class AskError(Exception):
+    """A request Echo answers with an error: HTTP status, a stable code and a clear message."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: Any):
+        super().__init__(message)
+        self.status, self.code, self.message, self.extra = status, code, message, extra
+
+    def body(self) -> dict:
+        return {"error": {"code": self.code, "message": self.message}, **self.extra}
+
+
+@dataclass
+class Outcome:
+    """One answered prompt, before and after saving."""
+
+    reply: str
+    route: str
+    user: str
+    answers: dict[str, Completion] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    merge: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def degraded(self) -> bool:
+        return bool(self.failed)
+
+
+class Brain:
+    def __init__(
+        self,
+        config: EchoConfig,
+        circuits: Mapping[str, Circuit],
+        memory: MemorySink,
+        identity: IdentitySource,
+        token: str | None,
+        now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    ):
+        self.config = config
+        self.circuits = circuits
+        self.memory = memory
+        self.identity = identity
+        self.token = token
+        self.now = now
+        if token is None:
+            log.warning("no origin token: privileged commands (create_project) are disabled; %s", auth.ENABLE_HINT)
+
+    # -- who is asking -------------------------------------------------------------
+
+    def resolve_user(self, requested: str | None, authorization: str | None) -> tuple[str, bool]:
+        origin = auth.is_origin(authorization, self.token)
+        user = requested or (ORIGIN_USER if origin else GUEST_USER)
+        if user == ORIGIN_USER and not origin:
+            raise AskError(
+                403,
+                "reserved_user",
+                f"the user name {ORIGIN_USER!r} belongs to Echo's owner: send the owner's token "
+                "as 'Authorization: Bearer <token>', or choose another user name",
+            )
+        return user, origin
+
+    def check_prompt(self, prompt: str) -> str:
+        if not prompt.strip():
+            raise AskError(422, "empty_prompt", "prompt is empty: send the text you want Echo to answer")
+        if len(prompt) > self.config.max_prompt_chars:
+            raise AskError(
+                413,
+                "prompt_too_long",
+                f"prompt has {len(prompt)} characters; the limit is {self.config.max_prompt_chars} "
+                "(max_prompt_chars in the config): shorten it or split it into several prompts",
+            )
+        return prompt
+
+    # -- the whole request ---------------------------------------------------------
+
+    async def ask(self, prompt: str, user: str | None = None, authorization: str | None = None) -> dict:
+        started = time.perf_counter()
+        prompt = self.check_prompt(prompt)
+        user, origin = self.resolve_user(user, authorization)
+        route = classify(prompt)
+        if route == "identity":
+            outcome = await self.reflect_identity(prompt, user)
+        elif route == "create_project":
+            outcome = await self.create_project(prompt, user, origin)
+        else:
+            outcome = await self.answer_with_circuits(prompt, user)
+        saved = await self._save(outcome.user, prompt, outcome.reply)
+        return {
+            "reply": outcome.reply,
+            "route": outcome.route,
+            "user": outcome.user,
+            "merge": outcome.merge,
+            "degraded": outcome.degraded,
+            "failed": outcome.failed,
+            "circuits": {name: c.as_dict() for name, c in outcome.answers.items()},
+            **saved,
+            **outcome.extra,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+        }
+
+    async def _save(self, user: str, prompt: str, reply: str) -> dict:
+        try:
+            receipt = await self.memory.save(user, prompt, reply)
+        except Exception as exc:  # the reply still goes out, marked unsaved
+            log.error("exchange not saved for user %s: %s", user, type(exc).__name__)
+            return {"saved": False, "unsaved_reason": f"{type(exc).__name__}: {exc}"}
+        return {"saved": True, "memory": receipt}
+
+    # -- the three paths -------------------------------------------------------------
+
+    def system_prompt(self, circuit: str) -> str:
+        # The same text for every request to a circuit, so llama.cpp reuses its evaluated prefix.
+        identity = self.identity.current.text[: self.config.identity_chars]
+        return f"{self.config.circuits[circuit].role_prompt}\n\nWho you are:\n{identity}"
+
+    async def call(self, circuit: str, messages: Messages, **options: Any) -> Completion:
+        """One circuit call bounded by the circuit's timeout."""
+        timeout = self.config.circuits[circuit].timeout_s
+        try:
+            return await asyncio.wait_for(self.circuits[circuit].generate(messages, **options), timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"no answer within {timeout:g}s (circuits.{circuit}.timeout_s)") from None
+
+    async def fan_out(self, prompt: str) -> tuple[dict[str, Completion], dict[str, str]]:
+        """Ask every circuit at once; a failure or timeout leaves the others standing."""
+
+        async def one(name: str) -> Completion:
+            messages = [{"role": "system", "content": self.system_prompt(name)}, {"role": "user", "content": prompt}]
+            return await self.call(name, messages)
+
+        results = await asyncio.gather(*(one(n) for n in CIRCUIT_NAMES), return_exceptions=True)
+        answers: dict[str, Completion] = {}
+        failed: dict[str, str] = {}
+        for name, result in zip(CIRCUIT_NAMES, results):
+            if isinstance(result, Completion) and result.text:
+                answers[name] = result
+            elif isinstance(result, Completion):
+                failed[name] = "answered with empty text"
+            else:
+                failed[name] = describe_failure(result)
+        return answers, failed
+
+    async def answer_with_circuits(self, prompt: str, user: str) -> Outcome:
+        answers, failed = await self.fan_out(prompt)
+        if not answers:
+            raise AskError(
+                503,
+                "all_circuits_failed",
+                "every circuit failed, so Echo has no answer: see 'failed' and GET /health; "
+                "try again once the circuits are ready",
+                failed=failed,
+            )
+        outcome = Outcome(reply="", route="circuits", user=user, answers=answers, failed=failed, merge=self.config.merge)
+        if self.config.merge == "synthesize" and len(answers) > 1:
+            try:
+                synthesis = await self.call("self", synthesis_messages(self.system_prompt("self"), prompt, answers))
+                if not synthesis.text:
+                    raise ValueError("the synthesis came back empty")
+                outcome.reply = synthesis.text
+                outcome.extra["synthesis"] = synthesis.as_dict()
+                return outcome
+            except Exception as exc:  # fall back to the drafts themselves
+                outcome.failed["synthesize"] = describe_failure(exc)
+                outcome.merge = "concat"
+        outcome.reply = concat(answers)
+        return outcome
+
+    async def reflect_identity(self, prompt: str, user: str) -> Outcome:
+        """The manifest's declaration, then the self circuit's reflection on the question."""
+        identity = self.identity.current
+        outcome = Outcome(reply=identity.declaration, route="identity", user=user)
+        outcome.extra["identity"] = {"files": list(identity.files)}
+        messages = [{"role": "system", "content": self.system_prompt("self")}, {"role": "user", "content": prompt}]
+        try:
+            answer = await self.call("self", messages)
+        except Exception as exc:
+            outcome.failed["self"] = describe_failure(exc)
+            return outcome
+        outcome.answers["self"] = answer
+        if answer.text:
+            outcome.reply = f"{identity.declaration}\n\n{answer.text}"
+        return outcome
+
+    async def create_project(self, prompt: str, user: str, origin: bool) -> Outcome:
+        if self.token is None:
+            raise AskError(
+                403,
+                "privileged_disabled",
+                f"making a project is the owner's command, and it is disabled because no origin token "
+                f"is configured: {auth.ENABLE_HINT}",
+            )
+        if not origin:
+            raise AskError(
+                403,
+                "origin_only",
+                "Sorry, making a project is a command only Echo's owner can give. "
+                "If you are the owner, send your token as 'Authorization: Bearer <token>'.",
+                reply="죄송해요, 프로젝트 만들기는 에코의 주인만 내릴 수 있는 명령이에요. "
+                "Sorry, only Echo's owner can ask me to make a project.",
+            )
+        messages = [
+            {"role": "system", "content": f"{self.config.circuits['creation'].role_prompt}\n\n{PROJECT_INSTRUCTIONS}"},
+            {"role": "user", "content": prompt},
+        ]
+        try:
+            answer = await self.call("creation", messages, response_format={"type": "json_object", "schema": PROJECT_SCHEMA})
+        except Exception as exc:
+            raise AskError(503, "creation_failed", f"the creation circuit failed: {describe_failure(exc)}") from None
+        try:
+            spec = parse_project(answer.text)
+            created = await asyncio.to_thread(write_project, spec, self.config.projects_dir, self.config.projects)
+        except ProjectError as exc:
+            raise AskError(exc.status, "project_refused", f"the project was not created: {exc}") from None
+        reply = (
+            f"Created project '{created.name}' in {created.path}/ with {len(created.files)} files: "
+            + ", ".join(created.files)
+        )
+        outcome = Outcome(reply=reply, route="create_project", user=user, answers={"creation": answer})
+        outcome.extra["project"] = {"name": created.name, "slug": created.slug, "path": str(created.path), "files": list(created.files)}
+        return outcome
+
+    async def health(self) -> dict:
+        """Each circuit's state (loading, ready, failed with the reason), asked concurrently."""
+
+        async def one(name: str) -> dict:
+            try:
+                return await asyncio.wait_for(self.circuits[name].state(), 5)
+            except Exception as exc:
+                return {"state": "unreachable", "reason": describe_failure(exc)}
+
+        states = dict(zip(CIRCUIT_NAMES, await asyncio.gather(*(one(n) for n in CIRCUIT_NAMES))))
+        ready = all(s.get("state") == "ready" for s in states.values())
+        loading = [n for n, s in states.items() if s.get("state") == "loading"]
+        return {
+            "status": "ready" if ready else ("loading" if loading else "degraded"),
+            "circuits": states,
+            "loading": loading,
+            "merge": self.config.merge,
+            "manifest": self.identity.status(),
+            "origin_token_configured": self.token is not None,
+        }
+
+
+def concat(answers: Mapping[str, Completion]) -> str:
+    """The drafts joined: self first, then emotion, then creation."""
+    return "\n\n".join(answers[n].text for n in CONCAT_ORDER if n in answers)
+
+
+def synthesis_messages(system: str, prompt: str, answers: Mapping[str, Completion]) -> Messages:
+    drafts = "\n\n".join(f"[{name}]\n{answers[name].text}" for name in CONCAT_ORDER if name in answers)
+    return [
+        {"role": "system", "content": system},
+        {
+            "role": "user",
+            "content": f"Question: {prompt}\n\nDrafts from your circuits:\n{drafts}\n\n"
+            "Write one reply to the question that keeps the best of each draft. Do not mention the drafts.",
+        },
+    ]
+
+
+def describe_failure(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
