@@ -1,0 +1,1 @@
+"""Thin Ray wrappers around core/: they hold state and call plain functions."""

@@ -1,0 +1,68 @@
+"""EchoBrain: the Serve ingress. It wires deployment handles into core.brain.Brain and
+serves core.api's FastAPI app."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from core import auth
+from core.api import create_api
+from core.brain import Brain
+from core.config import EchoConfig
+from core.identity import IdentitySource
+from core.llm import Completion, Messages
+from actors.memory import memory_actor
+
+log = logging.getLogger("ray.serve")
+
+
+class HandleCircuit:
+    """core.brain.Circuit over a Serve deployment handle."""
+
+    def __init__(self, handle: DeploymentHandle):
+        self.handle = handle
+
+    async def generate(self, messages: Messages, **options: Any) -> Completion:
+        response = self.handle.generate.remote(messages, **options)
+        try:
+            return await response
+        except BaseException:
+            response.cancel()  # a timed-out caller stops the replica's generation too
+            raise
+
+    async def state(self) -> dict:
+        return await self.handle.state.remote()
+
+
+class ActorMemory:
+    """core.brain.MemorySink over the MemoryActor."""
+
+    def __init__(self, actor):
+        self.actor = actor
+
+    async def save(self, user: str, prompt: str, reply: str) -> dict:
+        return await self.actor.save.remote(user, prompt, reply)
+
+
+@serve.deployment(name="EchoBrain")
+@serve.ingress()
+class EchoBrain:
+    def __init__(self, config: dict, emotion: DeploymentHandle, creation: DeploymentHandle, self_circuit: DeploymentHandle):
+        self.config = EchoConfig.model_validate(config)
+        identity = IdentitySource(self.config.manifest_dir)
+        if identity.error:
+            log.error("manifest not loaded, using a minimal identity: %s", identity.error)
+        self.brain = Brain(
+            self.config,
+            circuits={"emotion": HandleCircuit(emotion), "creation": HandleCircuit(creation), "self": HandleCircuit(self_circuit)},
+            memory=ActorMemory(memory_actor(self.config)),
+            identity=identity,
+            token=auth.origin_token(),
+        )
+
+    def __serve_build_asgi_app__(self):
+        return create_api(lambda: self.brain)

@@ -1,0 +1,1 @@
+"""Ray Data pipelines (replay of the owner's memory)."""

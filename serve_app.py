@@ -1,0 +1,76 @@
+"""Echo as a Ray Serve application.
+
+    serve run serve_app:app                                  # configs/default.yaml (or $ECHO_CONFIG)
+    serve run serve_app:build_app config=configs/a40.yaml    # any config
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+from typing import Any
+
+import ray
+from ray.serve import Application
+
+from actors.brain import EchoBrain
+from actors.circuit import LLMCircuit
+from core.config import EchoConfig, check_models, fit_to_hardware, load_config
+
+log = logging.getLogger("echo")
+
+
+def gpus_available() -> float:
+    """GPUs the cluster offers; without a running Ray, whether this machine has any."""
+    if ray.is_initialized():
+        return float(ray.cluster_resources().get("GPU", 0))
+    if shutil.which("nvidia-smi") is None:
+        return 0.0
+    try:
+        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0.0
+    return float(sum(1 for line in listed.splitlines() if line.startswith("GPU ")))
+
+
+def deployment_name(circuit: str) -> str:
+    return f"{circuit.capitalize()}Circuit"  # EmotionCircuit, CreationCircuit, SelfCircuit
+
+
+def build_from_config(config: EchoConfig) -> Application:
+    """The Serve application for a validated config: three circuits behind EchoBrain."""
+    config, notes = fit_to_hardware(config, gpus_available())
+    for note in notes:
+        log.warning(note)
+    models = check_models(config)
+    circuits = {
+        name: LLMCircuit.options(
+            name=deployment_name(name),
+            num_replicas=c.replicas,
+            max_ongoing_requests=c.max_ongoing_requests,
+            max_queued_requests=c.max_queued_requests,
+            ray_actor_options={"num_cpus": c.num_cpus, "num_gpus": c.num_gpus},
+        ).bind(name, c.model_dump(mode="json"), str(models[name]) if name in models else None)
+        for name, c in config.circuits.items()
+    }
+    return EchoBrain.options(
+        num_replicas=config.brain_replicas,
+        max_ongoing_requests=config.brain_max_ongoing_requests,
+        max_queued_requests=config.brain_max_queued_requests,
+        ray_actor_options={"num_cpus": 0},
+    ).bind(config.model_dump(mode="json"), circuits["emotion"], circuits["creation"], circuits["self"])
+
+
+def build_app(args: dict[str, Any] | None = None) -> Application:
+    """Serve's application builder: `config` names the YAML file (default: $ECHO_CONFIG or
+    configs/default.yaml)."""
+    return build_from_config(load_config((args or {}).get("config")))
+
+
+def __getattr__(name: str) -> Any:
+    # `serve run serve_app:app` builds the default app on demand, so importing this module
+    # (tests, the CLI) never loads a config it was not asked for.
+    if name == "app":
+        return build_app()
+    raise AttributeError(name)
