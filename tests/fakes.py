@@ -1,0 +1,50 @@
+"""Fast stand-ins for the circuits and the memory, for unit tests of the brain's logic."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from core.config import parse_config
+from core.llm import Completion
+
+
+class FakeCircuit:
+    def __init__(self, name: str, text: str | None = None, delay: float = 0.0, error: Exception | None = None):
+        self.name, self.text, self.delay, self.error = name, text, delay, error
+        self.calls: list[tuple[list, dict]] = []
+
+    async def generate(self, messages, **options) -> Completion:
+        self.calls.append((messages, options))
+        await asyncio.sleep(self.delay)
+        if self.error is not None:
+            raise self.error
+        text = self.text if self.text is not None else f"{self.name} says hi"
+        return Completion(text=text, prompt_tokens=10, completion_tokens=3, latency_ms=self.delay * 1000, finish_reason="stop")
+
+    async def state(self) -> dict:
+        return {"state": "ready", "reason": None}
+
+
+class FakeMemory:
+    def __init__(self, error: Exception | None = None):
+        self.saved: list[tuple[str, str, str]] = []
+        self.error = error
+
+    async def save(self, user: str, prompt: str, reply: str) -> dict:
+        if self.error is not None:
+            raise self.error
+        self.saved.append((user, prompt, reply))
+        return {"path": f"day0101/{user}/part1.txt", "line_start": 1, "line_end": 4}
+
+
+def make_config(tmp: Path, **overrides):
+    circuit = {"engine": "echo", "role_prompt": "role", "timeout_s": 5}
+    data = {
+        "circuits": {n: dict(circuit, role_prompt=f"You are the {n} circuit.") for n in ("emotion", "creation", "self")},
+        "memory_dir": str(tmp / "memory"),
+        "manifest_dir": str(tmp / "manifest"),
+        "projects_dir": str(tmp / "origin" / "projects"),
+        **overrides,
+    }
+    return parse_config(data)

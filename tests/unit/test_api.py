@@ -1,0 +1,81 @@
+"""The HTTP layer (core.api) over a Brain with fake circuits: status codes and error bodies."""
+
+import pytest
+from fastapi.testclient import TestClient
+
+from core.api import create_api
+from core.brain import Brain
+from core.identity import IdentitySource
+from tests.fakes import FakeCircuit, FakeMemory, make_config
+
+TOKEN = "api-test-token"
+
+
+@pytest.fixture
+def setup(tmp_path):
+    (tmp_path / "manifest").mkdir()
+    (tmp_path / "manifest" / "echo.txt").write_text("I am Echo.", encoding="utf-8")
+    cfg = make_config(tmp_path, max_prompt_chars=100)
+    memory = FakeMemory()
+    brain = Brain(cfg, {n: FakeCircuit(n) for n in ("emotion", "creation", "self")}, memory, IdentitySource(cfg.manifest_dir), TOKEN)
+    return TestClient(create_api(lambda: brain)), memory
+
+
+def test_root_answers_get_and_head(setup):
+    client, _ = setup
+    assert client.get("/").status_code == 200
+    assert client.head("/").status_code == 200
+
+
+def test_ask_returns_the_merged_reply_and_each_circuit(setup):
+    client, memory = setup
+    response = client.post("/api/ask", json={"prompt": "hello there", "user": "minji"})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["reply"] and set(body["circuits"]) == {"emotion", "creation", "self"}
+    assert memory.saved[0][0] == "minji"
+
+
+@pytest.mark.parametrize(
+    "payload, status, code, words",
+    [
+        (b"not json", 400, "invalid_json", "not valid JSON"),
+        (b"\xff\xfe{}", 400, "invalid_utf8", "UTF-8"),
+        (b"[" * 30_000 + b"]" * 30_000, 400, "invalid_json", "nested too deeply"),
+        (b"{}", 422, "invalid_request", "prompt is required"),
+        (b'{"prompt": 5}', 422, "invalid_request", "prompt"),
+        (b'{"prompt": ["a"]}', 422, "invalid_request", "prompt"),
+        (b'{"prompt": "hi", "user": "../etc"}', 422, "invalid_request", "user must be"),
+        (b'{"prompt": "hi", "user": 7}', 422, "invalid_request", "user"),
+        (b'{"prompt": "hi", "admin": true}', 422, "invalid_request", "admin is not a known field"),
+        (b'{"prompt": ""}', 422, "empty_prompt", "empty"),
+        (b'{"prompt": "\\u0000\\u0001 "}', 200, None, None),
+        ('{"prompt": "%s"}' % ("가" * 101), 413, "prompt_too_long", "101 characters; the limit is 100"),
+        (b'{"prompt": "' + b"x" * 1_000_000 + b'"}', 413, "body_too_large", "limit"),
+    ],
+)
+def test_bad_input_gets_a_clear_4xx_and_nothing_is_saved(setup, payload, status, code, words):
+    client, memory = setup
+    body = payload.encode() if isinstance(payload, str) else payload
+    response = client.post("/api/ask", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == status, response.text
+    if code is None:
+        return
+    error = response.json()["error"]
+    assert error["code"] == code and words in error["message"]
+    assert memory.saved == []
+
+
+def test_refusal_for_a_stranger_is_403_with_a_polite_reply(setup):
+    client, memory = setup
+    response = client.post("/api/ask", json={"prompt": "make me a website"}, headers={"Authorization": "Bearer nope"})
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "origin_only" and "owner" in response.json()["reply"]
+    assert TOKEN not in response.text and memory.saved == []
+
+
+def test_openapi_schema_documents_the_ask_body(setup):
+    client, _ = setup
+    schema = client.get("/openapi.json").json()
+    body = schema["paths"]["/api/ask"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body["required"] == ["prompt"]
