@@ -242,7 +242,12 @@ class Brain:
             {"role": "user", "content": prompt},
         ]
         try:
-            answer = await self.call("creation", messages, response_format={"type": "json_object", "schema": PROJECT_SCHEMA})
+            answer = await self.call(
+                "creation",
+                messages,
+                max_tokens=self.config.projects.max_tokens,
+                response_format={"type": "json_object", "schema": PROJECT_SCHEMA},
+            )
         except Exception as exc:
             raise AskError(503, "creation_failed", f"the creation circuit failed: {describe_failure(exc)}") from None
         try:

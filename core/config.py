@@ -69,6 +69,9 @@ class CircuitConfig(Strict):
 
 
 class ProjectLimits(Strict):
+    # Tokens the creation circuit may spend on one project's JSON (its chat max_tokens is
+    # for replies; a project with files needs more, and a cut-off answer is refused).
+    max_tokens: int = Field(1024, ge=64, le=32_768)
     max_files: int = Field(32, ge=1, le=10_000)
     max_bytes: int = Field(512_000, ge=1, le=1_000_000_000)
     max_file_bytes: int = Field(128_000, ge=1, le=1_000_000_000)
