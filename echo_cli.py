@@ -34,9 +34,9 @@ def serve_command(config_file: str | None, host: str | None, port: int | None, a
     import ray
     from ray import serve
 
-    from serve_app import build_from_config
+    from serve_app import build_from_config, start_ray
 
-    ray.init(address=address, namespace="echo", log_to_driver=False)
+    start_ray(address, log_to_driver=False)
     try:
         app = build_from_config(config)
     except ConfigError as exc:
