@@ -12,7 +12,6 @@ if [ ! -x "$venv/bin/python" ]; then
   echo "echo setup: creating $venv with $("$python" --version)"
   "$python" -m venv "$venv"
 fi
-"$venv/bin/python" -m pip install --quiet --upgrade "pip==25.3"
 
 if [ "${ECHO_CUDA:-0}" = "1" ]; then
   export CMAKE_ARGS="${CMAKE_ARGS:-} -DGGML_CUDA=on"

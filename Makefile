@@ -1,0 +1,19 @@
+# The two commands of the README, and the set-up both share.
+VENV ?= .venv
+STAMP := $(VENV)/.echo-installed
+
+.PHONY: install serve test bench
+install: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh $(VENV)
+	@touch $@
+
+serve: $(STAMP)  ## start Echo (configs/default.yaml, or CONFIG=configs/a40.yaml)
+	$(VENV)/bin/echo-server serve $(if $(CONFIG),--config $(CONFIG))
+
+test: $(STAMP)  ## the whole suite: unit tests, then end-to-end with Ray and SmolLM2
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)  ## print the serving figures (bench/README.md)
+	$(VENV)/bin/python bench/serving.py
