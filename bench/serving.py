@@ -1,0 +1,172 @@
+"""Serving figures for issue 2, each a ratio measured in this one run (not a timed test).
+
+    .venv/bin/python bench/serving.py [--rounds 5] [--max-tokens 96] [--overhead-requests 200]
+
+1. One circuit's tokens/s through Serve against the same model called directly in this
+   process: same prompt, greedy, same max tokens.              target: ratio >= 0.9
+2. /api/ask latency with `concat` against the sum of the three circuits' latencies when
+   called one after another with the same messages (greedy). target: ratio <= 0.6
+3. The brain's own overhead (end-to-end minus the slowest circuit) with instant echo
+   circuits, over HTTP.                                         target: p50 <= 30 ms
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from core.config import CIRCUIT_NAMES, DEFAULT_CONFIG, REPO_ROOT, check_models, parse_config  # noqa: E402
+from core.llm import LlamaEngine  # noqa: E402
+
+STORY = [{"role": "user", "content": "Write a long story about a lighthouse keeper and the sea."}]
+ASK = "I had a long day at work and I am tired. What should I do this evening?"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def make_config(home: Path, port: int, max_tokens: int, engine: str) -> dict:
+    data = yaml.safe_load(DEFAULT_CONFIG.read_text(encoding="utf-8"))
+    for circuit in data["circuits"].values():
+        circuit.update(max_tokens=max_tokens, engine=engine)
+        if engine == "echo":
+            circuit["num_cpus"] = 0  # instant circuits reserve no core beside the real ones
+        circuit["sampling"] = {"temperature": 0.0, "top_k": 1, "top_p": 1.0}  # greedy: same work every time
+    data.update(port=port, merge="concat", memory_dir=str(home / "memory"), manifest_dir=str(REPO_ROOT / "manifest"),
+                projects_dir=str(home / "projects"))
+    return data
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--max-tokens", type=int, default=96)
+    parser.add_argument("--overhead-requests", type=int, default=200)
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--only", choices=["direct", "concat", "overhead"], help="run one of the three figures")
+    args = parser.parse_args()
+
+    import ray
+    from ray import serve
+
+    from serve_app import build_from_config, start_ray
+
+    home = Path(tempfile.mkdtemp(prefix="echo-bench-"))
+    real = parse_config(make_config(home / "real", args.port, args.max_tokens, "llama"))
+    fake = parse_config(make_config(home / "fake", args.port, args.max_tokens, "echo"))
+    os.environ.pop("ECHO_ORIGIN_TOKEN", None)
+
+    started = time.perf_counter()
+    start_ray(include_dashboard=False, log_to_driver=False)
+    serve.start(http_options={"host": "127.0.0.1", "port": args.port})
+    serve.run(build_from_config(real), name="echo", route_prefix="/")
+    url = f"http://127.0.0.1:{args.port}"
+    client = httpx.Client(timeout=600)
+    while client.get(f"{url}/health").json()["status"] != "ready":
+        time.sleep(0.5)
+    print(f"setup: Ray + Serve + 3 SmolLM2 circuits ready in {time.perf_counter() - started:.1f} s")
+
+    def run(figure: str) -> bool:
+        return args.only in (None, figure)
+
+    if run("direct"):
+        serve_vs_direct(real, args)
+    if run("concat"):
+        concat_vs_sequential(real, url, client, args)
+    if run("overhead"):
+        # Echo alone with the instant circuits: the idle llama replicas would only add noise.
+        serve.delete("echo")
+        serve.run(build_from_config(fake), name="fake", route_prefix="/fake")
+        brain_overhead(url, client, args)
+    serve.shutdown()
+    ray.shutdown()
+
+
+def serve_vs_direct(real, args) -> None:
+    """1. One circuit through Serve against the same model in this process."""
+    from ray import serve
+
+    circuit = real.circuits["emotion"]
+    direct = LlamaEngine(circuit, check_models(real)["emotion"])
+    handle = serve.get_deployment_handle("EmotionCircuit", app_name="echo")
+    direct.chat(STORY, max_tokens=8, greedy=True)  # warm both prompt caches
+    handle.generate.remote(STORY, max_tokens=8, greedy=True).result()
+    direct_tps, serve_tps = [], []
+    for _ in range(args.rounds):  # interleaved, so drift in machine load hits both alike
+        t = time.perf_counter()
+        answer = direct.chat(STORY, max_tokens=args.max_tokens, greedy=True)
+        direct_tps.append(answer.completion_tokens / (time.perf_counter() - t))
+        t = time.perf_counter()
+        answer = handle.generate.remote(STORY, max_tokens=args.max_tokens, greedy=True).result()
+        serve_tps.append(answer.completion_tokens / (time.perf_counter() - t))
+    del direct
+    d, s = statistics.median(direct_tps), statistics.median(serve_tps)
+    print(
+        f"serve_vs_direct: direct {d:.1f} tok/s, through Serve {s:.1f} tok/s "
+        f"({answer.completion_tokens} tokens, n_threads={circuit.n_threads}, median of {args.rounds}), "
+        f"ratio {s / d:.2f} (target >= 0.9)"
+    )
+
+
+
+def concat_vs_sequential(real, url, client, args) -> None:
+    """2. /api/ask (three circuits at once) against the three one after another."""
+    from ray import serve
+
+    from core.brain import Brain
+    from core.identity import IdentitySource
+
+    brain = Brain(real, {}, None, IdentitySource(real.manifest_dir), None)  # only for its prompts
+    handles = {n: serve.get_deployment_handle(f"{n.capitalize()}Circuit", app_name="echo") for n in CIRCUIT_NAMES}
+    messages = {n: [{"role": "system", "content": brain.system_prompt(n)}, {"role": "user", "content": ASK}] for n in CIRCUIT_NAMES}
+    client.post(f"{url}/api/ask", json={"prompt": ASK, "user": "bench"}).raise_for_status()  # warm the prefixes
+    ask_s, seq_s = [], []
+    for _ in range(args.rounds):
+        t = time.perf_counter()
+        body = client.post(f"{url}/api/ask", json={"prompt": ASK, "user": "bench"}).json()
+        ask_s.append(time.perf_counter() - t)
+        assert not body["failed"], body["failed"]
+        total = 0.0
+        for name in CIRCUIT_NAMES:
+            t = time.perf_counter()
+            handles[name].generate.remote(messages[name]).result()
+            total += time.perf_counter() - t
+        seq_s.append(total)
+    a, q = statistics.median(ask_s), statistics.median(seq_s)
+    tokens = {n: c["completion_tokens"] for n, c in body["circuits"].items()}
+    print(
+        f"concat_vs_sequential: /api/ask {a:.2f} s, three circuits one after another {q:.2f} s "
+        f"(tokens {tokens}, median of {args.rounds}), ratio {a / q:.2f} (target <= 0.6)"
+    )
+
+
+
+def brain_overhead(url, client, args) -> None:
+    """3. The brain's own overhead with instant circuits."""
+    overhead = []
+    for i in range(args.overhead_requests + 10):
+        t = time.perf_counter()
+        body = client.post(f"{url}/fake/api/ask", json={"prompt": f"ping number {i} from the bench", "user": "bench"}).json()
+        elapsed_ms = (time.perf_counter() - t) * 1000
+        if i >= 10:  # the first few warm connections and code paths
+            overhead.append(elapsed_ms - max(c["latency_ms"] for c in body["circuits"].values()))
+    print(
+        f"brain_overhead: p50 {percentile(overhead, 50):.1f} ms, p95 {percentile(overhead, 95):.1f} ms "
+        f"over {len(overhead)} sequential requests with instant circuits, memory save included (target p50 <= 30 ms)"
+    )
+
+
+if __name__ == "__main__":
+    main()
