@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import threading
 import time
 import urllib.request
 
@@ -36,42 +37,40 @@ def serve_command(config_file: str | None, host: str | None, port: int | None, a
 
     from serve_app import build_from_config, start_ray
 
+    # Ctrl-C or `kill` at any moment, start-up included, ends in an orderly shutdown.
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     start_ray(address, log_to_driver=False)
     try:
-        app = build_from_config(config)
-    except ConfigError as exc:
+        try:
+            app = build_from_config(config)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+        serve.start(http_options={"host": config.host, "port": config.port})
+        serve.run(app, name="echo", route_prefix="/")
+        shown = "127.0.0.1" if config.host in ("0.0.0.0", "::") else config.host
+        url = f"http://{shown}:{config.port}"
+        click.echo(f"\nEcho is up at {url}/  (models load in the background: {url}/health)")
+        click.echo(f"Try:  curl -s {url}/api/ask -H 'Content-Type: application/json' -d '{{\"prompt\": \"안녕, 오늘 어때?\"}}'")
+        click.echo("Stop with Ctrl-C.\n")
+        _report_when_ready(f"{url}/health", stop)
+        stop.wait()
+        click.echo("Stopping Echo...")
+        serve.delete("echo") if address else serve.shutdown()  # leave a shared cluster's other apps alone
+    finally:
         ray.shutdown()
-        raise click.ClickException(str(exc)) from None
-    serve.start(http_options={"host": config.host, "port": config.port})
-    serve.run(app, name="echo", route_prefix="/")
-    shown = "127.0.0.1" if config.host in ("0.0.0.0", "::") else config.host
-    url = f"http://{shown}:{config.port}"
-    click.echo(f"\nEcho is up at {url}/  (models load in the background: {url}/health)")
-    click.echo(f"Try:  curl -s {url}/api/ask -H 'Content-Type: application/json' -d '{{\"prompt\": \"안녕, 오늘 어때?\"}}'")
-    click.echo("Stop with Ctrl-C.\n")
-    _report_when_ready(f"{url}/health")
-
-    stop = {"now": False}
-    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
-    try:
-        while not stop["now"]:
-            time.sleep(1)
-    except KeyboardInterrupt:
-        pass
-    click.echo("Stopping Echo...")
-    serve.shutdown()
-    ray.shutdown()
 
 
-def _report_when_ready(health_url: str, timeout_s: float = 600) -> None:
-    """Print each circuit's state until all are ready or one failed."""
+def _report_when_ready(health_url: str, stop: threading.Event, timeout_s: float = 600) -> None:
+    """Print each circuit's state until all are ready, one failed, or Echo is stopping."""
     deadline, last = time.monotonic() + timeout_s, None
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not stop.is_set():
         try:
             with urllib.request.urlopen(health_url, timeout=10) as response:
                 health = json.load(response)
         except OSError:
-            time.sleep(1)
+            stop.wait(1)
             continue
         states = {name: c.get("state") for name, c in health["circuits"].items()}
         if states != last:
@@ -84,7 +83,7 @@ def _report_when_ready(health_url: str, timeout_s: float = 600) -> None:
             return
         if health["status"] == "ready":
             return
-        time.sleep(1)
+        stop.wait(1)
 
 
 if __name__ == "__main__":
