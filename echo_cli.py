@@ -11,6 +11,7 @@ import urllib.request
 
 import click
 
+from core.auth import ENABLE_HINT, origin_token
 from core.config import CONFIG_ENV, ConfigError, load_config
 
 
@@ -53,6 +54,8 @@ def serve_command(config_file: str | None, host: str | None, port: int | None, a
         url = f"http://{shown}:{config.port}"
         click.echo(f"\nEcho is up at {url}/  (models load in the background: {url}/health)")
         click.echo(f"Try:  curl -s {url}/api/ask -H 'Content-Type: application/json' -d '{{\"prompt\": \"안녕, 오늘 어때?\"}}'")
+        if origin_token() is None:
+            click.echo(f"Privileged commands (making projects) are disabled: {ENABLE_HINT}.")
         click.echo("Stop with Ctrl-C.\n")
         _report_when_ready(f"{url}/health", stop)
         stop.wait()
