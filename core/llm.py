@@ -18,10 +18,6 @@ Messages = list[dict[str, str]]
 OnToken = Callable[[str], None]
 
 
-class Cancelled(Exception):
-    """The caller gave up on this generation (timeout or disconnect)."""
-
-
 @dataclass(frozen=True)
 class Completion:
     text: str

@@ -45,11 +45,23 @@ def test_cancel_stops_between_tokens(engine):
     assert answer.finish_reason == "cancelled" and len(pieces) <= 4
 
 
-def test_two_threads_never_generate_at_once(engine):
+def test_two_threads_never_generate_at_once(engine, monkeypatch):
+    inside, most = [0], [0]
+    generate = engine._llama.create_chat_completion
+
+    def counting(*args, **kwargs):
+        for chunk in generate(*args, **kwargs):  # the model is busy for as long as it streams
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+            yield chunk
+            inside[0] -= 1
+
+    monkeypatch.setattr(engine._llama, "create_chat_completion", counting)
     results = []
-    threads = [threading.Thread(target=lambda: results.append(engine.chat(MESSAGES, max_tokens=8, greedy=True))) for _ in range(3)]
+    threads = [threading.Thread(target=lambda: results.append(engine.chat(MESSAGES, max_tokens=8))) for _ in range(3)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert len({r.text for r in results}) == 1  # interleaved generations would garble the text
+    assert len(results) == 3 and all(r.text for r in results)
+    assert most[0] == 1
