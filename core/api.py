@@ -8,6 +8,7 @@ from typing import Callable
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.brain import AskError, Brain
@@ -49,6 +50,12 @@ def describe_validation(exc: ValidationError | RequestValidationError) -> str:
 def create_api(get_brain: Callable[[], Brain]) -> FastAPI:
     """The app; get_brain returns the Brain of the process serving the request."""
     api = FastAPI(title="Echo", summary="A self-hosted persona server with three circuits and a memory.")
+
+    @api.exception_handler(HTTPException)
+    async def _http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+        # 404, 405 and the like in the same shape as every other Echo error.
+        code = str(exc.detail).lower().replace(" ", "_")
+        return error(exc.status_code, code, f"{exc.detail}: see GET /docs for Echo's endpoints")
 
     @api.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -98,6 +98,12 @@ class Brain:
     def check_prompt(self, prompt: str) -> str:
         if not prompt.strip():
             raise AskError(422, "empty_prompt", "prompt is empty: send the text you want Echo to answer")
+        try:
+            prompt.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise AskError(
+                422, "invalid_text", f"prompt has an unpaired surrogate at character {exc.start}: send valid Unicode text"
+            ) from None
         if len(prompt) > self.config.max_prompt_chars:
             raise AskError(
                 413,

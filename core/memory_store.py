@@ -28,11 +28,16 @@ def day_folder(now: datetime, timezone: str) -> str:
     return now.astimezone(ZoneInfo(timezone)).strftime("day%m%d")
 
 
+# Control characters have no place in a text memory (a NUL would make the part look binary
+# to a reader); tabs and line breaks stay.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 def exchange_lines(prompt: str, reply: str) -> list[str]:
     """The lines of one exchange: the owner's marker, the prompt, Echo's marker, the reply."""
 
     def body(text: str) -> list[str]:
-        return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        return _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n")).split("\n")
 
     return [USER_MARKER, *body(prompt), ECHO_MARKER, *body(reply)]
 

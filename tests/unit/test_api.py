@@ -21,6 +21,14 @@ def setup(tmp_path):
     return TestClient(create_api(lambda: brain)), memory
 
 
+def test_unknown_paths_and_methods_get_the_same_error_shape(setup):
+    client, _ = setup
+    missing = client.get("/nope")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    wrong = client.get("/api/ask")
+    assert wrong.status_code == 405 and "GET /docs" in wrong.json()["error"]["message"]
+
+
 def test_root_answers_get_and_head(setup):
     client, _ = setup
     assert client.get("/").status_code == 200
@@ -50,6 +58,7 @@ def test_ask_returns_the_merged_reply_and_each_circuit(setup):
         (b'{"prompt": "hi", "admin": true}', 422, "invalid_request", "admin is not a known field"),
         (b'{"prompt": ""}', 422, "empty_prompt", "empty"),
         (b'{"prompt": "\\u0000\\u0001 "}', 200, None, None),
+        (b'{"prompt": "hi \\ud800 there"}', 422, "invalid_text", "unpaired surrogate at character 3"),
         ('{"prompt": "%s"}' % ("가" * 101), 413, "prompt_too_long", "101 characters; the limit is 100"),
         (b'{"prompt": "' + b"x" * 1_000_000 + b'"}', 413, "body_too_large", "limit"),
     ],

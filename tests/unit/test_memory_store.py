@@ -58,6 +58,11 @@ def test_parts_are_numbered_by_value_not_by_name(tmp_path):
     assert receipt.path == "day1124/u/part10.txt"
 
 
+def test_control_characters_are_not_written_but_the_text_is(tmp_path):
+    append_exchange(tmp_path, "u", exchange_lines("a\x00b\x07c\x1b[31md\te", "ok\x7f"), NOW, "UTC")
+    assert (tmp_path / "day1124" / "u" / "part1.txt").read_text() == "나의 말:\nabc[31md\te\n에코의 말:\nok\n"
+
+
 def test_carriage_returns_become_line_breaks(tmp_path):
     append_exchange(tmp_path, "u", exchange_lines("a\r\nb\rc", "d"), NOW, "UTC")
     assert (tmp_path / "day1124" / "u" / "part1.txt").read_text() == "나의 말:\na\nb\nc\n에코의 말:\nd\n"
