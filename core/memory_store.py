@@ -11,6 +11,8 @@ from zoneinfo import ZoneInfo
 
 USER_MARKER = "나의 말:"
 ECHO_MARKER = "에코의 말:"
+OLD_ASSISTANT_MARKER = "ChatGPT의 말:"  # the assistant of the owner's older logs
+MARKERS = (USER_MARKER, OLD_ASSISTANT_MARKER, ECHO_MARKER)
 PART_RE = re.compile(r"^part([1-9][0-9]*)\.txt$")
 
 
@@ -22,6 +24,12 @@ class SaveReceipt:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def part_number(name: str) -> int | None:
+    """partN.txt -> N (from 1, no leading zeros); None for any other name. Parts sort by N."""
+    match = PART_RE.match(name)
+    return int(match.group(1)) if match else None
 
 
 def day_folder(now: datetime, timezone: str) -> str:
@@ -37,14 +45,17 @@ def exchange_lines(prompt: str, reply: str) -> list[str]:
     """The lines of one exchange: the owner's marker, the prompt, Echo's marker, the reply."""
 
     def body(text: str) -> list[str]:
-        return _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n")).split("\n")
+        lines = _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n")).split("\n")
+        # A line that starts like a marker would read back as a turn of its own (a guest could
+        # put words in Echo's mouth): one leading space keeps the text and stops the match.
+        return [f" {line}" if line.startswith(MARKERS) else line for line in lines]
 
     return [USER_MARKER, *body(prompt), ECHO_MARKER, *body(reply)]
 
 
 def _last_part(folder: Path) -> tuple[int, int]:
     """(number, line count) of the highest partN.txt in folder; (1, 0) when there is none."""
-    numbers = [int(m.group(1)) for p in folder.iterdir() if (m := PART_RE.match(p.name))] if folder.is_dir() else []
+    numbers = [n for p in folder.iterdir() if (n := part_number(p.name))] if folder.is_dir() else []
     if not numbers:
         return 1, 0
     number = max(numbers)
