@@ -65,6 +65,28 @@ def serve_command(config_file: str | None, host: str | None, port: int | None, a
         ray.shutdown()
 
 
+@main.command("restore")
+@click.option("--config", "-c", "config_file", envvar=CONFIG_ENV, help=f"YAML config (default: ${CONFIG_ENV} or configs/default.yaml).")
+def restore_command(config_file: str | None) -> None:
+    """Rebuild memory/ from memory_backup/, never removing a line memory/ has."""
+    from core.memory_store import restore
+
+    try:
+        config = load_config(config_file)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not config.backup_dir.is_dir():
+        raise click.ClickException(f"no backup at {config.backup_dir}: nothing to restore from (backup_dir in the config)")
+    report = restore(config.memory_dir, config.backup_dir)
+    for path in report.restored:
+        click.echo(f"restored   {path}")
+    for path in report.conflicts:
+        click.echo(f"conflict   {path}: differs from its backup; left as it is (compare the two by hand)", err=True)
+    click.echo(f"{len(report.restored)} restored, {len(report.unchanged)} already whole, {len(report.conflicts)} conflicts")
+    if report.conflicts:
+        sys.exit(1)
+
+
 def _report_when_ready(health_url: str, stop: threading.Event, timeout_s: float = 600) -> None:
     """Print each circuit's state until all are ready, one failed, or Echo is stopping."""
     deadline, last = time.monotonic() + timeout_s, None

@@ -86,6 +86,8 @@ class EchoConfig(Strict):
     # pay for each prompt token; the full text still answers identity questions.
     identity_chars: int = Field(2000, ge=0, le=100_000)
     memory_dir: Path = Path("memory")
+    backup_dir: Path = Path("memory_backup")  # every save is mirrored here; `echo-server restore` reads it
+    quarantine_dir: Path = Path("memory_quarantine")  # cut-off bytes found at start are set aside here
     manifest_dir: Path = Path("manifest")
     projects_dir: Path = Path("origin/projects")
     timezone: str = "Asia/Seoul"
@@ -158,7 +160,7 @@ def parse_config(data: Any, source: str = "<config>", base_dir: Path | None = No
     return config.model_copy(
         update={
             name: (base / getattr(config, name)).resolve()
-            for name in ("memory_dir", "manifest_dir", "projects_dir")
+            for name in ("memory_dir", "backup_dir", "quarantine_dir", "manifest_dir", "projects_dir")
         }
     )
 

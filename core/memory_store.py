@@ -9,10 +9,8 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-USER_MARKER = "나의 말:"
-ECHO_MARKER = "에코의 말:"
-OLD_ASSISTANT_MARKER = "ChatGPT의 말:"  # the assistant of the owner's older logs
-MARKERS = (USER_MARKER, OLD_ASSISTANT_MARKER, ECHO_MARKER)
+from core.parsing import ECHO_MARKER, MARKERS, USER_MARKER, parse_part
+
 PART_RE = re.compile(r"^part([1-9][0-9]*)\.txt$")
 
 
@@ -21,6 +19,7 @@ class SaveReceipt:
     path: str  # relative to the memory folder, e.g. day1124/origin/part3.txt
     line_start: int  # 1-based, inclusive
     line_end: int
+    duplicate: bool = False  # the same exchange was already the last one saved
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -53,43 +52,131 @@ def exchange_lines(prompt: str, reply: str) -> list[str]:
     return [USER_MARKER, *body(prompt), ECHO_MARKER, *body(reply)]
 
 
-def _last_part(folder: Path) -> tuple[int, int]:
-    """(number, line count) of the highest partN.txt in folder; (1, 0) when there is none."""
+def _last_part(folder: Path) -> tuple[int, list[str]]:
+    """(number, lines) of the highest partN.txt in folder; (1, []) when there is none."""
     numbers = [n for p in folder.iterdir() if (n := part_number(p.name))] if folder.is_dir() else []
     if not numbers:
-        return 1, 0
+        return 1, []
     number = max(numbers)
-    with (folder / f"part{number}.txt").open("rb") as handle:
-        data = handle.read()
-    lines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
-    return number, lines
+    data = (folder / f"part{number}.txt").read_bytes()
+    return number, data.decode("utf-8", "replace").splitlines()
+
+
+def _append(path: Path, data: bytes) -> None:
+    """Append, flush and fsync; a torn last line is ended first, never glued to new text."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("ab+") as handle:
+        if handle.tell():
+            handle.seek(-1, os.SEEK_END)
+            if handle.read(1) != b"\n":
+                handle.write(b"\n")
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def append_exchange(
-    memory_dir: Path, user: str, lines: list[str], now: datetime, timezone: str, part_lines: int = 395
+    memory_dir: Path,
+    user: str,
+    lines: list[str],
+    now: datetime,
+    timezone: str,
+    part_lines: int = 395,
+    backup_dir: Path | None = None,
 ) -> SaveReceipt:
     """Append lines to the user's current part for today, starting part N+1 when they would not fit.
 
     An exchange is split across parts only when it alone is longer than a part: it then
-    starts a part of its own. The write is flushed and fsynced before the receipt returns.
+    starts a part of its own. An exchange identical (after cleaning) to the last one saved
+    there is not written again: the receipt points at the first and says duplicate. The
+    write is flushed and fsynced, and mirrored under backup_dir, before the receipt returns.
     """
-    folder = memory_dir / day_folder(now, timezone) / user
-    folder.mkdir(parents=True, exist_ok=True)
-    number, used = _last_part(folder)
+    folder = Path(day_folder(now, timezone)) / user
+    number, existing = _last_part(memory_dir / folder)
+    new_turns = [(t.speaker, t.text) for t in parse_part(lines)]
+    old_turns = parse_part(existing)[-len(new_turns):] if existing and new_turns else []
+    if [(t.speaker, t.text) for t in old_turns] == new_turns and old_turns:
+        where = str(folder / f"part{number}.txt")
+        return SaveReceipt(path=where, line_start=old_turns[0].line_start, line_end=old_turns[-1].line_end, duplicate=True)
+    used = len(existing)
     if used and used + len(lines) > part_lines:
         number, used = number + 1, 0
-    path = folder / f"part{number}.txt"
-    start = used + 1
-    with path.open("ab") as handle:
-        if used and handle.tell() and not _ends_with_newline(path):
-            handle.write(b"\n")  # never glue our first line onto a torn last line
-        handle.write(("\n".join(lines) + "\n").encode("utf-8"))
+    relative = folder / f"part{number}.txt"
+    data = ("\n".join(lines) + "\n").encode("utf-8")
+    _append(memory_dir / relative, data)
+    if backup_dir is not None:
+        _append(backup_dir / relative, data)
+    return SaveReceipt(path=str(relative), line_start=used + 1, line_end=used + len(lines))
+
+
+def part_files(root: Path) -> list[Path]:
+    """Every part under root (dayMMDD/<user>/partN.txt), relative to root, in order."""
+    if not root.is_dir():
+        return []
+    found = [p.relative_to(root) for p in root.glob("*/*/part*.txt") if p.is_file() and part_number(p.name)]
+    return sorted(found, key=lambda p: (p.parts[0], p.parts[1], part_number(p.name)))
+
+
+def repair_torn_parts(memory_dir: Path, quarantine_dir: Path) -> list[str]:
+    """At start: end every part whose last line was cut off by a crash, losing nothing.
+
+    A cut-off line that is still valid UTF-8 is kept in place and ended with a newline; one
+    cut inside a character is moved to quarantine_dir (same layout) and the part ends at its
+    last whole line. Returns one report line per part touched.
+    """
+    reports = []
+    for relative in part_files(memory_dir):
+        path = memory_dir / relative
+        data = path.read_bytes()
+        if not data or data.endswith(b"\n"):
+            continue
+        cut = data.rfind(b"\n") + 1
+        tail = data[cut:]
+        try:
+            tail.decode("utf-8")
+        except UnicodeDecodeError:
+            _append(quarantine_dir / relative, tail + b"\n")
+            _atomic_write(path, data[:cut])
+            reports.append(f"{relative}: a cut-off last line ({len(tail)} bytes, not valid UTF-8) moved to {quarantine_dir / relative}")
+            continue
+        _append(path, b"")  # ends the line: the text stays where it was
+        reports.append(f"{relative}: a cut-off last line was ended with a newline, its text kept")
+    return reports
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    with temporary.open("wb") as handle:
+        handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
-    return SaveReceipt(path=str(path.relative_to(memory_dir)), line_start=start, line_end=start + len(lines) - 1)
+    os.replace(temporary, path)
 
 
-def _ends_with_newline(path: Path) -> bool:
-    with path.open("rb") as handle:
-        handle.seek(-1, os.SEEK_END)
-        return handle.read(1) == b"\n"
+@dataclass(frozen=True)
+class RestoreReport:
+    restored: list[str]
+    unchanged: list[str]
+    conflicts: list[str]
+
+
+def restore(memory_dir: Path, backup_dir: Path) -> RestoreReport:
+    """Rebuild memory/ from memory_backup/ without ever removing a line memory/ has.
+
+    A part missing from memory/, or holding only the start of its backup, is copied back
+    (atomically). A part with lines the backup lacks is left alone; one that differs from
+    its backup some other way is left alone and reported as a conflict.
+    """
+    restored, unchanged, conflicts = [], [], []
+    for relative in part_files(backup_dir):
+        saved, target = (backup_dir / relative).read_bytes(), memory_dir / relative
+        current = target.read_bytes() if target.exists() else b""
+        if current == saved or current.startswith(saved):
+            unchanged.append(str(relative))
+        elif saved.startswith(current):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_write(target, saved)
+            restored.append(str(relative))
+        else:
+            conflicts.append(str(relative))
+    return RestoreReport(restored=restored, unchanged=unchanged, conflicts=conflicts)

@@ -12,8 +12,10 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-from core.memory_store import ECHO_MARKER, OLD_ASSISTANT_MARKER, USER_MARKER
-
+USER_MARKER = "나의 말:"
+ECHO_MARKER = "에코의 말:"
+OLD_ASSISTANT_MARKER = "ChatGPT의 말:"  # the assistant of the owner's older logs
+MARKERS = (USER_MARKER, OLD_ASSISTANT_MARKER, ECHO_MARKER)
 DEFAULT_MARKERS: Mapping[str, str] = {USER_MARKER: "user", OLD_ASSISTANT_MARKER: "assistant", ECHO_MARKER: "echo"}
 CARRIED = "carried"  # text before a part's first marker: the end of the previous part's last turn
 

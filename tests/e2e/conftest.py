@@ -39,7 +39,8 @@ def write_config(home: Path, port: int, **overrides) -> Path:
     data = yaml.safe_load(DEFAULT_CONFIG.read_text(encoding="utf-8"))
     for circuit in data["circuits"].values():
         circuit["max_tokens"] = 32  # short answers keep the suite quick on two cores
-    data.update(port=port, memory_dir=str(home / "memory"), manifest_dir=str(home / "manifest"),
+    data.update(port=port, memory_dir=str(home / "memory"), backup_dir=str(home / "memory_backup"),
+                quarantine_dir=str(home / "memory_quarantine"), manifest_dir=str(home / "manifest"),
                 projects_dir=str(home / "origin" / "projects"), **overrides)
     path = home / "echo.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
@@ -51,7 +52,7 @@ def wait_ready(url: str, timeout: float = 180) -> dict:
     while time.monotonic() < deadline:
         try:
             health = httpx.get(f"{url}/health", timeout=10).json()
-            if health["status"] == "ready" or any(c["state"] == "failed" for c in health["circuits"].values()):
+            if not health["loading"]:  # every circuit has settled: ready or failed
                 return health
         except (httpx.HTTPError, KeyError, ValueError):
             pass

@@ -47,6 +47,8 @@ def test_a_prompt_is_answered_by_all_three_circuits_merged_and_saved(echo, promp
     assert body["saved"] is True
     assert f"나의 말:\n{prompt}\n에코의 말:\n" in saved and body["circuits"]["creation"]["text"] in saved
     assert body["memory"]["path"].endswith(f"/{user}/part1.txt")
+    path = body["memory"]["path"]
+    assert (echo.home / "memory_backup" / path).read_bytes() == (echo.home / "memory" / path).read_bytes()
 
 
 def test_an_identity_question_is_answered_from_the_manifest(echo):

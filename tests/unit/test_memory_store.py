@@ -1,8 +1,9 @@
 """Saving exchanges: the owner's format, 395-line parts, never splitting an exchange."""
 
+import unicodedata
 from datetime import datetime, timezone
 
-from core.memory_store import append_exchange, day_folder, exchange_lines
+from core.memory_store import append_exchange, day_folder, exchange_lines, part_files, repair_torn_parts, restore
 
 NOW = datetime(2026, 11, 24, 20, 0, tzinfo=timezone.utc)  # 05:00 on Nov 25 in Seoul
 
@@ -16,14 +17,13 @@ def test_an_exchange_is_saved_in_the_owner_format(tmp_path):
     receipt = append_exchange(tmp_path, "minji", exchange_lines("안녕?\n잘 지내?", "응, 잘 지내."), NOW, "Asia/Seoul")
     path = tmp_path / "day1125" / "minji" / "part1.txt"
     assert path.read_text(encoding="utf-8") == "나의 말:\n안녕?\n잘 지내?\n에코의 말:\n응, 잘 지내.\n"
-    assert receipt.as_dict() == {"path": "day1125/minji/part1.txt", "line_start": 1, "line_end": 5}
+    assert receipt.as_dict() == {"path": "day1125/minji/part1.txt", "line_start": 1, "line_end": 5, "duplicate": False}
     second = append_exchange(tmp_path, "minji", exchange_lines("또", "그래"), NOW, "Asia/Seoul")
     assert (second.line_start, second.line_end) == (6, 9)
 
 
 def test_a_part_rotates_before_it_would_pass_395_lines_without_splitting_an_exchange(tmp_path):
-    lines = exchange_lines("q", "a")  # 4 lines
-    receipts = [append_exchange(tmp_path, "u", lines, NOW, "UTC") for _ in range(100)]
+    receipts = [append_exchange(tmp_path, "u", exchange_lines(f"q{i}", "a"), NOW, "UTC") for i in range(100)]  # 4 lines each
     folder = tmp_path / "day1124" / "u"
     assert (folder / "part1.txt").read_text().count("\n") == 392  # 98 exchanges; a 99th would make 396
     assert receipts[98].path == "day1124/u/part2.txt" and receipts[98].line_start == 1
@@ -66,3 +66,62 @@ def test_control_characters_are_not_written_but_the_text_is(tmp_path):
 def test_carriage_returns_become_line_breaks(tmp_path):
     append_exchange(tmp_path, "u", exchange_lines("a\r\nb\rc", "d"), NOW, "UTC")
     assert (tmp_path / "day1124" / "u" / "part1.txt").read_text() == "나의 말:\na\nb\nc\n에코의 말:\nd\n"
+
+
+def test_the_same_exchange_twice_is_written_once_even_after_a_restart(tmp_path):
+    first = append_exchange(tmp_path, "u", exchange_lines("안녕", "반가워"), NOW, "UTC")
+    decomposed = unicodedata.normalize("NFD", "안녕") + "  "  # the same after cleaning
+    again = append_exchange(tmp_path, "u", exchange_lines(decomposed, "반가워"), NOW, "UTC")
+    assert again.duplicate is True and (again.path, again.line_start, again.line_end) == (first.path, 1, 4)
+    assert (tmp_path / first.path).read_text(encoding="utf-8").count("나의 말:") == 1
+    append_exchange(tmp_path, "u", exchange_lines("다른 말", "응"), NOW, "UTC")
+    third = append_exchange(tmp_path, "u", exchange_lines("안녕", "반가워"), NOW, "UTC")
+    assert third.duplicate is False and third.line_start == 9  # only the last one counts
+
+
+def test_every_write_is_mirrored_in_the_backup(tmp_path):
+    memory, backup = tmp_path / "memory", tmp_path / "memory_backup"
+    for i in range(120):
+        append_exchange(memory, "u", exchange_lines(f"q{i}", "a"), NOW, "UTC", backup_dir=backup)
+    assert part_files(memory) == part_files(backup) and len(part_files(memory)) == 2
+    for relative in part_files(memory):
+        assert (memory / relative).read_bytes() == (backup / relative).read_bytes()
+
+
+def test_a_cut_off_line_of_text_is_ended_and_kept(tmp_path):
+    part = tmp_path / "memory" / "day1124" / "u" / "part1.txt"
+    part.parent.mkdir(parents=True)
+    part.write_text("나의 말:\n반쯤 쓰인", encoding="utf-8")
+    reports = repair_torn_parts(tmp_path / "memory", tmp_path / "quarantine")
+    assert part.read_text(encoding="utf-8") == "나의 말:\n반쯤 쓰인\n"
+    assert len(reports) == 1 and "day1124/u/part1.txt" in reports[0] and "kept" in reports[0]
+    assert repair_torn_parts(tmp_path / "memory", tmp_path / "quarantine") == []  # once is enough
+
+
+def test_a_line_cut_inside_a_character_is_quarantined_not_dropped(tmp_path):
+    part = tmp_path / "memory" / "day1124" / "u" / "part1.txt"
+    part.parent.mkdir(parents=True)
+    torn = "가나".encode("utf-8")[:4]  # the write stopped inside "나"
+    part.write_bytes("나의 말:\n온전한 줄\n".encode("utf-8") + torn)
+    reports = repair_torn_parts(tmp_path / "memory", tmp_path / "quarantine")
+    assert part.read_text(encoding="utf-8") == "나의 말:\n온전한 줄\n"
+    assert (tmp_path / "quarantine" / "day1124" / "u" / "part1.txt").read_bytes() == torn + b"\n"
+    assert "quarantine" in reports[0] and "not valid UTF-8" in reports[0]
+
+
+def test_restore_brings_back_lost_and_cut_parts_and_never_removes_a_line(tmp_path):
+    memory, backup = tmp_path / "memory", tmp_path / "memory_backup"
+    for user in ("a", "b", "c", "d"):
+        append_exchange(memory, user, exchange_lines("q", "a"), NOW, "UTC", backup_dir=backup)
+    (memory / "day1124" / "a" / "part1.txt").unlink()  # lost
+    (memory / "day1124" / "b" / "part1.txt").write_text("나의 말:\n")  # cut short
+    with (memory / "day1124" / "c" / "part1.txt").open("a") as handle:
+        handle.write("나의 말:\nwritten by hand\n")  # more than the backup has
+    (memory / "day1124" / "d" / "part1.txt").write_text("something else\n")  # diverged
+    report = restore(memory, backup)
+    assert report.restored == ["day1124/a/part1.txt", "day1124/b/part1.txt"]
+    assert report.unchanged == ["day1124/c/part1.txt"] and report.conflicts == ["day1124/d/part1.txt"]
+    for user in ("a", "b"):
+        assert (memory / "day1124" / user / "part1.txt").read_bytes() == (backup / "day1124" / user / "part1.txt").read_bytes()
+    assert "written by hand" in (memory / "day1124" / "c" / "part1.txt").read_text()
+    assert (memory / "day1124" / "d" / "part1.txt").read_text() == "something else\n"
