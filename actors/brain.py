@@ -51,6 +51,9 @@ class ActorMemory:
     async def save(self, user: str, prompt: str, reply: str) -> dict:
         return await self.actor.save.remote(user, prompt, reply)
 
+    async def status(self) -> dict:
+        return await self.actor.status.remote()
+
 
 @serve.deployment(name="EchoBrain")
 @serve.ingress()

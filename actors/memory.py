@@ -33,8 +33,8 @@ class MemoryActor:
         receipt = append_exchange(c.memory_dir, user, lines, datetime.now(timezone.utc), c.timezone, c.part_lines, c.backup_dir)
         return receipt.as_dict()
 
-    def repaired(self) -> list[str]:
-        return self.repairs
+    def status(self) -> dict:
+        return {"state": "ready", "repaired_at_start": self.repairs}
 
 
 def actor_name(memory_dir: Path) -> str:

@@ -35,6 +35,8 @@ class Circuit(Protocol):
 class MemorySink(Protocol):
     async def save(self, user: str, prompt: str, reply: str) -> dict: ...
 
+    async def status(self) -> dict: ...
+
 
 class AskError(Exception):
     """A request Echo answers with an error: HTTP status, a stable code and a clear message."""
@@ -276,6 +278,10 @@ class Brain:
                 return {"state": "unreachable", "reason": describe_failure(exc)}
 
         states = dict(zip(CIRCUIT_NAMES, await asyncio.gather(*(one(n) for n in CIRCUIT_NAMES)), strict=True))
+        try:
+            memory = await asyncio.wait_for(self.memory.status(), 5)
+        except Exception as exc:
+            memory = {"state": "unreachable", "reason": describe_failure(exc)}
         ready = all(s.get("state") == "ready" for s in states.values())
         loading = [n for n, s in states.items() if s.get("state") == "loading"]
         return {
@@ -284,6 +290,7 @@ class Brain:
             "loading": loading,
             "merge": self.config.merge,
             "manifest": self.identity.status(),
+            "memory": memory,
             "origin_token_configured": self.token is not None,
         }
 

@@ -37,6 +37,11 @@ class FakeMemory:
         self.saved.append((user, prompt, reply))
         return {"path": f"day0101/{user}/part1.txt", "line_start": 1, "line_end": 4}
 
+    async def status(self) -> dict:
+        if self.error is not None:
+            raise self.error
+        return {"state": "ready", "repaired_at_start": []}
+
 
 def make_config(tmp: Path, **overrides):
     circuit = {"engine": "echo", "role_prompt": "role", "timeout_s": 5}

@@ -69,6 +69,9 @@ def echo(tmp_path_factory) -> Echo:
 
     home = tmp_path_factory.mktemp("echo-home")
     shutil.copytree(REPO_ROOT / "manifest", home / "manifest")
+    torn = home / "memory" / "day0101" / "old" / "part1.txt"  # as a crash mid-write leaves it
+    torn.parent.mkdir(parents=True)
+    torn.write_bytes("나의 말:\n끝까지 쓰인 줄\n".encode("utf-8") + "잘린".encode("utf-8")[:4])
     port = free_port()
     config = write_config(home, port)
     previous = os.environ.get("ECHO_ORIGIN_TOKEN")

@@ -28,6 +28,10 @@ def test_health_shows_every_circuit_ready_without_revealing_the_token(echo):
     assert {n: c["state"] for n, c in health["circuits"].items()} == {"emotion": "ready", "creation": "ready", "self": "ready"}
     assert health["manifest"]["files"] == ["00_echo.txt", "10_origin.txt", "20_principles.txt"]
     assert health["origin_token_configured"] is True and echo.token not in response.text
+    repaired = health["memory"]["repaired_at_start"]
+    assert len(repaired) == 1 and repaired[0].startswith("day0101/old/part1.txt: a cut-off last line")
+    assert (echo.home / "memory" / "day0101" / "old" / "part1.txt").read_text(encoding="utf-8") == "나의 말:\n끝까지 쓰인 줄\n"
+    assert (echo.home / "memory_quarantine" / "day0101" / "old" / "part1.txt").read_bytes() == "잘린".encode("utf-8")[:4] + b"\n"
 
 
 @pytest.mark.parametrize(

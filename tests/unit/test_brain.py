@@ -222,4 +222,10 @@ def test_health_reports_each_circuit_and_the_manifest(tmp_path, manifest):
     assert health["circuits"]["emotion"]["state"] == "ready"
     assert health["manifest"] == {"files": ["00_echo.txt"], "error": None}
     assert health["origin_token_configured"] is True
+    assert health["memory"] == {"state": "ready", "repaired_at_start": []}
     assert TOKEN not in json.dumps(health)
+
+
+def test_health_says_when_the_memory_writer_cannot_be_reached(tmp_path, manifest):
+    health = asyncio.run(make_brain(tmp_path, memory=FakeMemory(error=ConnectionError("actor died"))).health())
+    assert health["memory"] == {"state": "unreachable", "reason": "ConnectionError: actor died"}
