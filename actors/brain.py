@@ -10,13 +10,13 @@ from ray import serve
 from ray.exceptions import RayTaskError
 from ray.serve.handle import DeploymentHandle
 
+from actors.memory import memory_actor
 from core import auth
 from core.api import create_api
 from core.brain import Brain
 from core.config import EchoConfig
 from core.identity import IdentitySource
 from core.llm import Completion, Messages
-from actors.memory import memory_actor
 
 log = logging.getLogger("ray.serve")
 
