@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from core.parsing import ECHO_MARKER, MARKERS, USER_MARKER, parse_part
+from core.parsing import CONTROL_CHARS, ECHO_MARKER, MARKERS, USER_MARKER, parse_part
 
 PART_RE = re.compile(r"^part([1-9][0-9]*)\.txt$")
 
@@ -35,16 +35,11 @@ def day_folder(now: datetime, timezone: str) -> str:
     return now.astimezone(ZoneInfo(timezone)).strftime("day%m%d")
 
 
-# Control characters have no place in a text memory (a NUL would make the part look binary
-# to a reader); tabs and line breaks stay.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
 def exchange_lines(prompt: str, reply: str) -> list[str]:
     """The lines of one exchange: the owner's marker, the prompt, Echo's marker, the reply."""
 
     def body(text: str) -> list[str]:
-        lines = _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n")).split("\n")
+        lines = CONTROL_CHARS.sub("", text.replace("\r\n", "\n").replace("\r", "\n")).split("\n")
         # A line that starts like a marker would read back as a turn of its own (a guest could
         # put words in Echo's mouth): one leading space keeps the text and stops the match.
         return [f" {line}" if line.startswith(MARKERS) else line for line in lines]

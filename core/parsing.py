@@ -24,7 +24,9 @@ CARRIED = "carried"  # text before a part's first marker: the end of the previou
 _BUTTONS = ("복사", "편집")
 _LABEL = re.compile(r"^[A-Za-z][A-Za-z0-9+#.\- ]{0,24}$")
 _NOTICES = frozenset({"메모리 업데이트됨"})
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# Control characters have no place in a text memory (a NUL would make a part look binary);
+# tabs and line breaks are handled by the callers.
+CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _SPACES = re.compile(r"[\u00a0\u2000-\u200a\u202f\u205f\u3000]")
 
 
@@ -42,7 +44,7 @@ def clean_line(line: str) -> str | None:
     Unicode is NFC, control characters and odd spaces are gone, the end is trimmed; the
     indentation stays, so code keeps its shape.
     """
-    text = _SPACES.sub(" ", _CONTROL.sub("", unicodedata.normalize("NFC", line.replace("\t", "    ")))).rstrip()
+    text = _SPACES.sub(" ", CONTROL_CHARS.sub("", unicodedata.normalize("NFC", line.replace("\t", "    ")))).rstrip()
     if text.strip() in _NOTICES:
         return None
     return text
