@@ -53,8 +53,11 @@ def _last_part(folder: Path) -> tuple[int, list[str]]:
     if not numbers:
         return 1, []
     number = max(numbers)
-    data = (folder / f"part{number}.txt").read_bytes()
-    return number, data.decode("utf-8", "replace").splitlines()
+    lines = (folder / f"part{number}.txt").read_bytes().decode("utf-8", "replace").split("\n")
+    if lines[-1] == "":  # the newline that ends the last line starts no line of its own
+        lines.pop()
+    # Only "\n" ends a line: str.splitlines would also split at U+2028, form feeds and the like.
+    return number, lines
 
 
 def _append(path: Path, data: bytes) -> None:

@@ -69,7 +69,11 @@ def _marker(line: str, markers: Mapping[str, str]) -> tuple[str, str] | None:
 
 
 def parse_part(lines: Iterable[str], markers: Mapping[str, str] = DEFAULT_MARKERS) -> list[Turn]:
-    """The turns of one part, each with the line range it came from, cleaned."""
+    """The turns of one part, each with the line range it came from, cleaned.
+
+    lines are the part's lines as split at "\n" only (not str.splitlines, which also splits
+    at U+2028 and other separators, so its line numbers would not match the file's).
+    """
     raw = [line.rstrip("\r\n") for line in lines]
     residue = _residue(raw)
     turns: list[Turn] = []

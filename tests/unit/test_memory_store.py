@@ -125,3 +125,11 @@ def test_restore_brings_back_lost_and_cut_parts_and_never_removes_a_line(tmp_pat
         assert (memory / "day1124" / user / "part1.txt").read_bytes() == (backup / "day1124" / user / "part1.txt").read_bytes()
     assert "written by hand" in (memory / "day1124" / "c" / "part1.txt").read_text()
     assert (memory / "day1124" / "d" / "part1.txt").read_text() == "something else\n"
+
+
+def test_line_numbers_count_only_newlines_whatever_the_text_holds(tmp_path):
+    first = append_exchange(tmp_path, "u", exchange_lines("a\u2028b\x85c\u2029d", "e"), NOW, "UTC")
+    second = append_exchange(tmp_path, "u", exchange_lines("next", "f"), NOW, "UTC")
+    assert (first.line_start, first.line_end) == (1, 4)
+    assert (second.line_start, second.line_end) == (5, 8)
+    assert (tmp_path / second.path).read_bytes().count(b"\n") == 8
