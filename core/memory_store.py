@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from core.parsing import CONTROL_CHARS, ECHO_MARKER, MARKERS, USER_MARKER, parse_part
+from core.parsing import CONTROL_CHARS, ECHO_MARKER, USER_MARKER, marker_of, parse_part
 
 PART_RE = re.compile(r"^part([1-9][0-9]*)\.txt$")
 
@@ -42,7 +42,7 @@ def exchange_lines(prompt: str, reply: str) -> list[str]:
         lines = CONTROL_CHARS.sub("", text.replace("\r\n", "\n").replace("\r", "\n")).split("\n")
         # A line that starts like a marker would read back as a turn of its own (a guest could
         # put words in Echo's mouth): one leading space keeps the text and stops the match.
-        return [f" {line}" if line.startswith(MARKERS) else line for line in lines]
+        return [f" {line}" if marker_of(line) else line for line in lines]
 
     return [USER_MARKER, *body(prompt), ECHO_MARKER, *body(reply)]
 

@@ -15,7 +15,6 @@ from typing import Iterable, Mapping
 USER_MARKER = "나의 말:"
 ECHO_MARKER = "에코의 말:"
 OLD_ASSISTANT_MARKER = "ChatGPT의 말:"  # the assistant of the owner's older logs
-MARKERS = (USER_MARKER, OLD_ASSISTANT_MARKER, ECHO_MARKER)
 DEFAULT_MARKERS: Mapping[str, str] = {USER_MARKER: "user", OLD_ASSISTANT_MARKER: "assistant", ECHO_MARKER: "echo"}
 CARRIED = "carried"  # text before a part's first marker: the end of the previous part's last turn
 
@@ -61,10 +60,16 @@ def _residue(lines: list[str]) -> set[int]:
     return drop
 
 
-def _marker(line: str, markers: Mapping[str, str]) -> tuple[str, str] | None:
+def marker_of(line: str, markers: Mapping[str, str] = DEFAULT_MARKERS) -> tuple[str, str] | None:
+    """(speaker, text after the marker) when the line starts a turn, else None.
+
+    The one test of "starts a turn": the parser reads with it, and the saver escapes every
+    line it would match, so a prompt can never read back as a turn (NFC, as the parser sees it).
+    """
+    normalized = unicodedata.normalize("NFC", line)
     for marker, speaker in markers.items():
-        if line.startswith(marker):
-            return speaker, line[len(marker):].strip()
+        if normalized.startswith(marker):
+            return speaker, normalized[len(marker):].strip()
     return None
 
 
@@ -86,7 +91,7 @@ def parse_part(lines: Iterable[str], markers: Mapping[str, str] = DEFAULT_MARKER
 
     for index, line in enumerate(raw):
         number = index + 1
-        found = _marker(unicodedata.normalize("NFC", line), markers)
+        found = marker_of(line, markers)
         if found is not None:
             close(number - 1)
             speaker, first = found
