@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import click
 
@@ -85,6 +86,127 @@ def restore_command(config_file: str | None) -> None:
     click.echo(f"{len(report.restored)} restored, {len(report.unchanged)} already whole, {len(report.conflicts)} conflicts")
     if report.conflicts:
         sys.exit(1)
+
+
+def _memory_folders(config_file: str | None, memory: str | None, index: str | None):
+    """(config, memory folder, index folder): --memory and --index override the config; a
+    --memory without --index keeps its index beside it, in <memory>_index."""
+    try:
+        config = load_config(config_file)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    memory_dir = Path(memory).expanduser().resolve() if memory else config.memory_dir
+    if index:
+        index_dir = Path(index).expanduser().resolve()
+    else:
+        index_dir = memory_dir.with_name(f"{memory_dir.name}_index") if memory else config.index_dir
+    if not memory_dir.is_dir():
+        raise click.ClickException(f"no memory folder at {memory_dir} (fix: pass --memory DIR, or set memory_dir in the config)")
+    return config, memory_dir, index_dir
+
+
+MEMORY_OPTIONS = [
+    click.option("--config", "-c", "config_file", envvar=CONFIG_ENV, help=f"YAML config (default: ${CONFIG_ENV} or configs/default.yaml)."),
+    click.option("--memory", "memory", metavar="DIR", help="The memory folder (default: the config's memory_dir)."),
+    click.option("--index", "index", metavar="DIR", help="Where its index lives (default: the config's index_dir, or <DIR>_index beside --memory)."),
+]
+
+
+def memory_options(function):
+    for option in reversed(MEMORY_OPTIONS):
+        function = option(function)
+    return function
+
+
+def _embed_all(config, index_dir: Path) -> None:
+    from core.dense import load_embedder
+    from core.recall import MemorySearch
+
+    search = MemorySearch(index_dir, load_embedder(config.recall.embedding_model, config.recall.embedding_threads, config.recall.embedding_n_gpu_layers))
+    todo = len(search.vectors.missing(search.turns["hash"]))
+    started = time.perf_counter()
+    with click.progressbar(length=todo, label="embedding", file=sys.stderr) as bar:
+        search.embed_pending(chunk=256, on_chunk=bar.update)
+    click.echo(f"embedded {todo} turns in {time.perf_counter() - started:.1f}s with {search.embedder.name}")
+
+
+@main.command("replay")
+@memory_options
+@click.option("--force", is_flag=True, help="Rebuild everything instead of only what changed.")
+@click.option("--inline", is_flag=True, help="Read the parts in this process instead of a Ray Data pipeline.")
+@click.option("--embed", is_flag=True, help="Also embed every turn for dense search now (the server does it in the background).")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole insight as JSON.")
+def replay_command(config_file: str | None, memory: str | None, index: str | None, force: bool, inline: bool, embed: bool, as_json: bool) -> None:
+    """Take memory/ in: turns table, search index and insight.json (only what changed, unless --force)."""
+    from core.replay import replay
+
+    config, memory_dir, index_dir = _memory_folders(config_file, memory, index)
+    if inline:
+        insight = replay(memory_dir, index_dir, force=force, markers=config.markers)
+    else:
+        from pipelines.replay import boot_memory_loop
+        from serve_app import start_ray
+
+        start_ray(None, include_dashboard=False, log_to_driver=False)
+        insight = boot_memory_loop(memory_dir, index_dir, force=force, markers=config.markers)
+    if embed and config.recall.embedding_model != "off":
+        _embed_all(config, index_dir)
+    if as_json:
+        click.echo(json.dumps(insight, ensure_ascii=False, indent=1))
+        return
+    last = insight["last_replay"]
+    click.echo(
+        f"{insight['parts']} parts, {insight['lines']} lines, {insight['turns']} turns "
+        f"({insight['duplicates_dropped']} duplicates dropped), days {insight['first_day']}..{insight['last_day']}"
+    )
+    click.echo(f"this replay: {last['parts_read']} parts read, {last['parts_removed']} removed, {last['lines_read']} lines in {last['seconds']}s")
+    for skipped in insight["skipped"]:
+        click.echo(f"skipped {skipped['path']}: {skipped['reason']}", err=True)
+    click.echo(f"index: {index_dir}")
+
+
+@main.command("search")
+@memory_options
+@click.argument("query", required=False)
+@click.option("--k", "k", type=click.IntRange(1, 100), default=10, show_default=True, help="How many turns to return.")
+@click.option("--mode", type=click.Choice(["hybrid", "lexical", "dense"]), default="hybrid", show_default=True)
+@click.option("--user", help="Only this user's memories.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("--queries", type=click.File("r", encoding="utf-8"), help="A file with one query a line; prints one JSON line per query.")
+def search_command(config_file, memory, index, query, k, mode, user, as_json, queries) -> None:
+    """Search the memory, with each turn's citation (path:lines)."""
+    from core.dense import load_embedder
+    from core.lexical import LexicalIndex
+    from core.recall import MemorySearch
+    from core.replay import replay
+
+    if not query and queries is None:
+        raise click.UsageError("give a QUERY, or --queries FILE with one query a line")
+    config, memory_dir, index_dir = _memory_folders(config_file, memory, index)
+    if not LexicalIndex.exists(index_dir / "lexical"):
+        click.echo(f"no index at {index_dir} yet: replaying {memory_dir} first", err=True)
+        replay(memory_dir, index_dir, markers=config.markers)
+    embedder = None
+    if mode != "lexical" and config.recall.embedding_model != "off":
+        embedder = load_embedder(config.recall.embedding_model, config.recall.embedding_threads, config.recall.embedding_n_gpu_layers)
+    search = MemorySearch(index_dir, embedder)
+    if embedder is not None and search.embedded() < len(search.turns["hash"]):
+        click.echo(f"note: {search.embedded()} of {len(search.turns['hash'])} turns have vectors so far (echo-server replay --embed adds the rest)", err=True)
+    if queries is not None:
+        for line in queries:
+            if line.strip():
+                results = [m.as_dict() for m in search.search(line.strip(), k, user, mode)]
+                click.echo(json.dumps({"query": line.strip(), "results": results}, ensure_ascii=False))
+        return
+    results = search.search(query, k, user, mode)
+    if as_json:
+        click.echo(json.dumps([m.as_dict() for m in results], ensure_ascii=False, indent=1))
+        return
+    if not results:
+        click.echo("nothing found")
+    for m in results:
+        first = " ".join(m.text.split())[:100]
+        click.echo(f"{m.score:8.4f}  {m.path}:{m.line_start}-{m.line_end}  {m.day} {m.user}/{m.speaker}  {first}")
 
 
 def _report_when_ready(health_url: str, stop: threading.Event, timeout_s: float = 600) -> None:

@@ -51,6 +51,12 @@ class ActorMemory:
     async def save(self, user: str, prompt: str, reply: str) -> dict:
         return await self.actor.save.remote(user, prompt, reply)
 
+    async def search(self, query: str, k: int, user: str | None, mode: str) -> list[dict]:
+        return await self.actor.search.remote(query, k, user, mode)
+
+    async def insights(self) -> dict | None:
+        return await self.actor.insights.remote()
+
     async def status(self) -> dict:
         return await self.actor.status.remote()
 

@@ -47,6 +47,10 @@ def describe_validation(exc: ValidationError | RequestValidationError) -> str:
     return "; ".join(problems)
 
 
+def _challenge(exc: AskError) -> dict:
+    return {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+
+
 def create_api(get_brain: Callable[[], Brain]) -> FastAPI:
     """The app; get_brain returns the Brain of the process serving the request."""
     api = FastAPI(title="Echo", summary="A self-hosted persona server with three circuits and a memory.")
@@ -65,11 +69,28 @@ def create_api(get_brain: Callable[[], Brain]) -> FastAPI:
     @api.get("/", summary="Echo is up")
     async def root() -> dict:
         # Answers as soon as the ingress runs, while the models may still be loading.
-        return {"name": "Echo", "status": "up", "health": "/health", "ask": "POST /api/ask", "docs": "/docs"}
+        return {"name": "Echo", "status": "up", "health": "/health", "ask": "POST /api/ask", "docs": "/docs",
+                "memory_search": "GET /api/memory/search?q=...", "insights": "GET /api/insights"}
 
     @api.get("/health", summary="What is ready, loading or failed")
     async def health() -> dict:
         return await get_brain().health()
+
+    @api.get("/api/memory/search", summary="Search the memory (the owner only)")
+    async def memory_search(request: Request, q: str = "", k: int = 10, mode: str = "hybrid") -> Response:
+        try:
+            result = await get_brain().search_memory(q, k, mode, request.headers.get("authorization"))
+        except AskError as exc:
+            return JSONResponse(exc.body(), status_code=exc.status, headers=_challenge(exc))
+        return JSONResponse(result)
+
+    @api.get("/api/insights", summary="What the memory holds (the owner only)")
+    async def insights(request: Request) -> Response:
+        try:
+            result = await get_brain().insights(request.headers.get("authorization"))
+        except AskError as exc:
+            return JSONResponse(exc.body(), status_code=exc.status, headers=_challenge(exc))
+        return JSONResponse(result)
 
     @api.post(
         "/api/ask",

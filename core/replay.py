@@ -1,0 +1,332 @@
+"""Replay: the owner's memory/ folder taken in as a turns table, a search index and insight.json.
+
+Plain functions, so the same code runs inline (tests, a handful of changed parts) and in the
+Ray Data pipeline (pipelines/replay.py), which only spreads read_part over the cluster.
+Replay reads memory/ and writes only under the index folder:
+
+    parts.parquet   the state: every part's size, mtime, sha1, lines, error, words, feelings
+    turns.parquet   every turn (id, day, user, part, line_start, line_end, speaker, text,
+                    hash, path, duplicate_of)
+    lexical/        the tantivy index of the turns that are not duplicates
+    insight.json    what the memory holds, per day and speaker, and what was skipped and why
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from core.insight import emotion_counts, telling_words, top_terms_by_day
+from core.lexical import LexicalIndex, hangul_terms
+from core.memory_store import part_number
+from core.parsing import CARRIED, DEFAULT_MARKERS, parse_part
+
+DAY_RE = re.compile(r"^day[0-9]{4}$")
+TOP_WORDS_PER_PART = 50
+
+TURN_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("day", pa.string()),
+        ("user", pa.string()),
+        ("part", pa.int32()),
+        ("line_start", pa.int32()),
+        ("line_end", pa.int32()),
+        ("speaker", pa.string()),
+        ("text", pa.string()),
+        ("hash", pa.string()),
+        ("path", pa.string()),
+    ]
+)
+_READ_TURN = pa.struct([*TURN_SCHEMA, ("terms", pa.string())])
+_COUNT = pa.list_(pa.struct([("key", pa.string()), ("count", pa.int32())]))
+PART_SCHEMA = pa.schema(
+    [
+        ("path", pa.string()),
+        ("day", pa.string()),
+        ("user", pa.string()),
+        ("part", pa.int32()),
+        ("size", pa.int64()),
+        ("mtime_ns", pa.int64()),
+        ("sha1", pa.string()),
+        ("lines", pa.int32()),
+        ("error", pa.string()),
+        ("words", _COUNT),
+        ("emotions", _COUNT),
+    ]
+)
+READ_SCHEMA = pa.schema([*PART_SCHEMA, ("turns", pa.list_(_READ_TURN))])
+TURNS_FILE_SCHEMA = TURN_SCHEMA.append(pa.field("duplicate_of", pa.string()))
+
+
+@dataclass(frozen=True)
+class PartFile:
+    path: str  # relative to the memory folder: dayMMDD/<user>/partN.txt
+    day: str
+    user: str
+    part: int
+    size: int
+    mtime_ns: int
+
+
+def scan_parts(memory_dir: Path) -> tuple[list[PartFile], list[dict]]:
+    """Every part in order (days by name, users by name, parts by number), and the folders
+    that could not be read ({path, reason})."""
+    found: list[PartFile] = []
+    unreadable: list[dict] = []
+    try:
+        days = sorted(e.name for e in os.scandir(memory_dir) if e.is_dir() and DAY_RE.match(e.name))
+    except OSError as exc:
+        return [], [{"path": ".", "reason": f"unreadable folder: {exc.strerror}"}]
+    for day in days:
+        try:
+            users = sorted(e.name for e in os.scandir(memory_dir / day) if e.is_dir())
+            for user in users:
+                for entry in os.scandir(memory_dir / day / user):
+                    number = part_number(entry.name)
+                    if number and entry.is_file():
+                        stat = entry.stat()
+                        found.append(PartFile(f"{day}/{user}/{entry.name}", day, user, number, stat.st_size, stat.st_mtime_ns))
+        except OSError as exc:
+            unreadable.append({"path": day, "reason": f"unreadable folder: {exc.strerror} (fix: check its permissions)"})
+    found.sort(key=lambda p: (p.day, p.user, p.part))
+    return found, unreadable
+
+
+def text_hash(text: str) -> str:
+    """The same text, however spaced or cased, hashes the same: duplicates and vectors key on it."""
+    return hashlib.sha1(" ".join(text.split()).casefold().encode("utf-8")).hexdigest()[:20]
+
+
+def _counts(counter: Mapping[str, int]) -> list[dict]:
+    return [{"key": k, "count": int(v)} for k, v in counter.items()]
+
+
+def _refusal(data: bytes) -> str | None:
+    """Why a part's bytes are not a text memory, with what to do; None when they are."""
+    if b"\x00" in data:
+        return "binary data (NUL bytes), not a text part (fix: move it out of memory/)"
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"invalid UTF-8 at byte {exc.start} (fix: re-save the file as UTF-8)"
+    return None
+
+
+def read_part(memory_dir: Path, part: PartFile, markers: Mapping[str, str] = DEFAULT_MARKERS) -> dict:
+    """One part read whole, parsed, cleaned and tokenized: a READ_SCHEMA row."""
+    row = {**asdict(part), "sha1": "", "lines": 0, "error": None, "words": [], "emotions": [], "turns": []}
+    try:
+        data = (memory_dir / part.path).read_bytes()
+    except OSError as exc:
+        return {**row, "error": f"unreadable: {exc.strerror} (fix: check the file's permissions)"}
+    row.update(sha1=hashlib.sha1(data).hexdigest(), size=len(data))
+    if (refusal := _refusal(data)) is not None:
+        return {**row, "error": refusal}
+    lines = data.decode("utf-8").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    words: Counter = Counter()
+    feelings: Counter = Counter()
+    turns = []
+    for turn in parse_part(lines, markers):
+        words.update(telling_words(turn.text))
+        feelings.update(emotion_counts(turn.text))
+        turns.append(
+            {
+                "id": f"{part.path}:{turn.line_start}",
+                "day": part.day,
+                "user": part.user,
+                "part": part.part,
+                "line_start": turn.line_start,
+                "line_end": turn.line_end,
+                "speaker": turn.speaker,
+                "text": turn.text,
+                "hash": text_hash(turn.text),
+                "path": part.path,
+                "terms": hangul_terms(turn.text),
+            }
+        )
+    return {
+        **row,
+        "lines": len(lines),
+        "words": _counts(dict(words.most_common(TOP_WORDS_PER_PART))),
+        "emotions": _counts(feelings),
+        "turns": turns,
+    }
+
+
+def read_parts(memory_dir: Path, parts: Sequence[PartFile], markers: Mapping[str, str] = DEFAULT_MARKERS) -> pa.Table:
+    """The inline reader: parts read one after another in this process."""
+    return pa.Table.from_pylist([read_part(memory_dir, p, markers) for p in parts], schema=READ_SCHEMA)
+
+
+Reader = Callable[[Path, Sequence[PartFile], Mapping[str, str]], pa.Table]
+
+
+def _atomic_parquet(table: pa.Table, path: Path) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, temporary)
+    os.replace(temporary, path)
+
+
+def _atomic_json(data: dict, path: Path) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def _load(path: Path, schema: pa.Schema) -> pa.Table:
+    if path.is_file():
+        try:
+            table = pq.read_table(path)
+            if table.schema.equals(schema):
+                return table
+        except (OSError, pa.ArrowInvalid):
+            pass  # a broken state file means a full replay, never a failed one
+    return schema.empty_table()
+
+
+def _fill_carried(speakers: list[str], days: list[str], users: list[str], parts: list[int]) -> list[str]:
+    """A part that starts mid-turn goes on with the speaker of the previous part's last turn."""
+    filled = list(speakers)
+    for i, speaker in enumerate(filled):
+        if speaker == CARRIED and i > 0 and (days[i - 1], users[i - 1]) == (days[i], users[i]) and parts[i - 1] < parts[i]:
+            filled[i] = filled[i - 1]
+    return filled
+
+
+def _mark_duplicates(table: pa.Table) -> list[str | None]:
+    """For every turn, the id of the first identical turn (same user, speaker, text), or None."""
+    first: dict[tuple, str] = {}
+    out: list[str | None] = []
+    for turn_id, user, speaker, digest in zip(*(table.column(c).to_pylist() for c in ("id", "user", "speaker", "hash"))):
+        owner = first.setdefault((user, speaker, digest), turn_id)
+        out.append(None if owner == turn_id else owner)
+    return out
+
+
+def replay(
+    memory_dir: Path,
+    index_dir: Path,
+    *,
+    force: bool = False,
+    reader: Reader = read_parts,
+    markers: Mapping[str, str] = DEFAULT_MARKERS,
+) -> dict:
+    """Bring index_dir up to date with memory_dir; returns the insight (also in insight.json).
+
+    Only parts whose size or mtime changed since the last replay are read (all with force);
+    parts that are gone are removed. A part that cannot be read is skipped and reported.
+    """
+    started = time.perf_counter()
+    index_dir.mkdir(parents=True, exist_ok=True)
+    found, unreadable_folders = scan_parts(memory_dir)
+    old_parts = PART_SCHEMA.empty_table() if force else _load(index_dir / "parts.parquet", PART_SCHEMA)
+    old_turns = TURNS_FILE_SCHEMA.empty_table() if force else _load(index_dir / "turns.parquet", TURNS_FILE_SCHEMA)
+    known = {p["path"]: (p["size"], p["mtime_ns"]) for p in old_parts.select(["path", "size", "mtime_ns"]).to_pylist()}
+    current = {p.path for p in found}
+    to_read = [p for p in found if known.get(p.path) != (p.size, p.mtime_ns)]
+    stale = {p.path for p in to_read} | (set(known) - current)
+
+    read = reader(memory_dir, to_read, markers) if to_read else READ_SCHEMA.empty_table()
+    new_turns_rows = pa.Table.from_struct_array(read.column("turns").combine_chunks().flatten()) if read.num_rows else None
+    parts = pa.concat_tables(
+        [old_parts.filter(pa.array([p not in stale for p in old_parts.column("path").to_pylist()], pa.bool_())), read.select(PART_SCHEMA.names).cast(PART_SCHEMA)]
+    )
+    parts = parts.sort_by([("day", "ascending"), ("user", "ascending"), ("part", "ascending")])
+
+    kept_old = old_turns.filter(pa.array([p not in stale for p in old_turns.column("path").to_pylist()], pa.bool_())).select(TURN_SCHEMA.names)
+    pieces = [kept_old] + ([new_turns_rows.select(TURN_SCHEMA.names).cast(TURN_SCHEMA)] if new_turns_rows is not None else [])
+    turns = pa.concat_tables(pieces).sort_by([("day", "ascending"), ("user", "ascending"), ("part", "ascending"), ("line_start", "ascending")])
+    columns = {c: turns.column(c).to_pylist() for c in ("speaker", "day", "user", "part")}
+    turns = turns.set_column(turns.schema.get_field_index("speaker"), "speaker", pa.array(_fill_carried(*columns.values()), pa.string()))
+    duplicate_of = _mark_duplicates(turns)
+    turns = turns.append_column("duplicate_of", pa.array(duplicate_of, pa.string()))
+
+    # The lexical index holds the turns that are not duplicates; only the difference is written.
+    index = LexicalIndex(index_dir / "lexical", fresh=force or old_turns.num_rows == 0)
+    fresh = index.created
+    was = set() if fresh else {i for i, d in zip(old_turns.column("id").to_pylist(), old_turns.column("duplicate_of").to_pylist()) if d is None}
+    now_rows = [i for i, d in enumerate(duplicate_of) if d is None]
+    ids = turns.column("id").to_pylist()
+    read_ids = set(new_turns_rows.column("id").to_pylist()) if new_turns_rows is not None else set()
+    terms = dict(zip(new_turns_rows.column("id").to_pylist(), new_turns_rows.column("terms").to_pylist())) if new_turns_rows is not None else {}
+    add_rows = [r for r in now_rows if ids[r] in read_ids or ids[r] not in was]
+    now_ids = {ids[r] for r in now_rows}
+    users, texts = turns.column("user").to_pylist(), turns.column("text").to_pylist()
+    index.update(
+        ({"id": ids[r], "user": users[r], "text": texts[r], "terms": terms.get(ids[r]) or hangul_terms(texts[r])} for r in add_rows),
+        delete=sorted(was - now_ids),
+        upsert=not fresh,
+        threads=2 if len(add_rows) > 1000 else 1,
+    )
+    # The state goes last: a crash before it means these parts are simply read again.
+    _atomic_parquet(turns, index_dir / "turns.parquet")
+    _atomic_parquet(parts, index_dir / "parts.parquet")
+    seconds = time.perf_counter() - started
+    insight = build_insight(parts, turns, unreadable_folders, seconds, lines_read=sum(read.column("lines").to_pylist()), parts_read=len(to_read), removed=len(set(known) - current))
+    _atomic_json(insight, index_dir / "insight.json")
+    return insight
+
+
+def build_insight(parts: pa.Table, turns: pa.Table, unreadable_folders: list[dict], seconds: float, lines_read: int, parts_read: int, removed: int) -> dict:
+    by_day: dict[str, dict] = {}
+    words_by_day: dict[str, Counter] = {}
+    feelings: Counter = Counter()
+    feelings_by_day: dict[str, Counter] = {}
+    skipped = list(unreadable_folders)
+    for p in parts.to_pylist():
+        day = by_day.setdefault(p["day"], {"lines": 0, "turns": 0, "parts": 0})
+        day["parts"] += 1
+        day["lines"] += p["lines"]
+        if p["error"]:
+            skipped.append({"path": p["path"], "reason": p["error"]})
+        words_by_day.setdefault(p["day"], Counter()).update({w["key"]: w["count"] for w in p["words"]})
+        for e in p["emotions"]:
+            feelings[e["key"]] += e["count"]
+            feelings_by_day.setdefault(p["day"], Counter())[e["key"]] += e["count"]
+    speakers: Counter = Counter()
+    duplicates = 0
+    for day, speaker, duplicate in zip(*(turns.column(c).to_pylist() for c in ("day", "speaker", "duplicate_of"))):
+        if duplicate is not None:
+            duplicates += 1
+            continue
+        by_day[day]["turns"] += 1
+        speakers[speaker] += 1
+    top = top_terms_by_day(words_by_day)
+    for day, figures in by_day.items():
+        figures["top_terms"] = top.get(day, [])
+        figures["emotions"] = dict(feelings_by_day.get(day, Counter()).most_common())
+    days = sorted(by_day)
+    return {
+        "days": len(days),
+        "first_day": days[0] if days else None,
+        "last_day": days[-1] if days else None,
+        "parts": parts.num_rows,
+        "lines": sum(d["lines"] for d in by_day.values()),
+        "turns": sum(speakers.values()),
+        "duplicates_dropped": duplicates,
+        "turns_by_speaker": dict(speakers.most_common()),
+        "emotions": dict(feelings.most_common()),
+        "skipped": skipped,
+        "by_day": {d: by_day[d] for d in days},
+        "last_replay": {
+            "parts_read": parts_read,
+            "parts_removed": removed,
+            "lines_read": lines_read,
+            "seconds": round(seconds, 3),
+            "lines_per_second": round(lines_read / seconds) if seconds > 0 else None,
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        },
+    }
