@@ -27,7 +27,7 @@ _WORD = re.compile(r"[가-힣]{2,}|[A-Za-z][A-Za-z'-]{2,}")
 # Endings and particles stripped from Korean words so "고양이를" and "고양이가" count as one.
 _KOREAN_ENDINGS = sorted(
     "은 는 이 가 을 를 에 의 도 만 와 과 로 으로 에서 에게 한테 까지 부터 처럼 보다 이랑 랑 하고 이야 야 요 이요 "
-    "했어 했어요 했는데 했지만 해요 해서 하고 하는 하면 할까 했지 해 했다 한다 합니다 입니다 이다 인데 인가 거야 거든 네요 어요 아요 지만 는데".split(),
+    "라고 이라고 라니 라는 이라는 이에요 예요 에요 했어 했어요 했는데 했지만 해요 해서 하고 하는 하면 할까 했지 해 했다 한다 합니다 입니다 이다 인데 인가 거야 거든 네요 어요 아요 지만 는데".split(),
     key=len,
     reverse=True,
 )

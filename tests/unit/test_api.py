@@ -88,3 +88,33 @@ def test_openapi_schema_documents_the_ask_body(setup):
     schema = client.get("/openapi.json").json()
     body = schema["paths"]["/api/ask"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert body["required"] == ["prompt"]
+
+
+def test_memory_search_and_insights_are_for_the_origin_only(tmp_path):
+    (tmp_path / "manifest").mkdir()
+    cfg = make_config(tmp_path)
+    memory = FakeMemory(
+        memories=[{"path": "day0901/origin/part1.txt", "line_start": 1, "line_end": 2, "day": "day0901", "user": "origin",
+                   "speaker": "user", "text": "모카", "score": 0.5}],
+        insight={"days": 1, "turns": 1},
+    )
+    brain = Brain(cfg, {n: FakeCircuit(n) for n in ("emotion", "creation", "self")}, memory, IdentitySource(cfg.manifest_dir), TOKEN)
+    client = TestClient(create_api(lambda: brain))
+    owner = {"Authorization": f"Bearer {TOKEN}"}
+    for path in ("/api/memory/search?q=고양이", "/api/insights"):
+        anonymous = client.get(path)
+        assert anonymous.status_code == 401 and anonymous.headers["www-authenticate"] == "Bearer"
+        assert client.get(path, headers={"Authorization": "Bearer wrong"}).json()["error"]["code"] == "origin_only"
+    found = client.get("/api/memory/search", params={"q": "고양이", "k": 5}, headers=owner)
+    assert found.status_code == 200 and found.json()["results"][0]["path"] == "day0901/origin/part1.txt"
+    assert memory.searches == [("고양이", 5, None, "hybrid")]
+    assert client.get("/api/insights", headers=owner).json() == {"days": 1, "turns": 1}
+    assert client.get("/api/memory/search?q=", headers=owner).json()["error"]["code"] == "empty_query"
+    assert client.get("/api/memory/search?q=a&k=1000", headers=owner).json()["error"]["code"] == "invalid_k"
+    assert client.get("/api/memory/search?q=a&mode=fuzzy", headers=owner).status_code == 422
+    assert client.get("/api/memory/search?q=a&k=ten", headers=owner).status_code == 422
+    memory.insight = None
+    assert client.get("/api/insights", headers=owner).json()["error"]["code"] == "not_replayed_yet"
+    disabled = Brain(cfg, {n: FakeCircuit(n) for n in ("emotion", "creation", "self")}, memory, IdentitySource(cfg.manifest_dir), None)
+    refused = TestClient(create_api(lambda: disabled)).get("/api/insights", headers=owner)
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "privileged_disabled"

@@ -229,3 +229,50 @@ def test_health_reports_each_circuit_and_the_manifest(tmp_path, manifest):
 def test_health_says_when_the_memory_writer_cannot_be_reached(tmp_path, manifest):
     health = asyncio.run(make_brain(tmp_path, memory=FakeMemory(error=ConnectionError("actor died"))).health())
     assert health["memory"] == {"state": "unreachable", "reason": "ConnectionError: actor died"}
+
+
+MEMORIES = [
+    {"path": "day0901/origin/part1.txt", "line_start": 1, "line_end": 2, "day": "day0901", "user": "origin",
+     "speaker": "user", "text": "작년 봄에 고양이를 입양했고 이름은 모카야", "score": 0.03},
+    {"path": "day0902/minji/part1.txt", "line_start": 5, "line_end": 6, "day": "day0902", "user": "minji",
+     "speaker": "user", "text": "I am learning to surf in Yangyang", "score": 0.02},
+]
+
+
+def test_the_origins_memories_go_into_every_circuit_prompt_and_come_back_cited(tmp_path, manifest):
+    memory = FakeMemory(memories=MEMORIES)
+    circuits = {n: FakeCircuit(n) for n in ("emotion", "creation", "self")}
+    brain = make_brain(tmp_path, circuits=circuits, memory=memory)
+    body = ask(brain, "내 고양이 이름이 뭐였지?", authorization=f"Bearer {TOKEN}")
+    assert memory.searches == [("내 고양이 이름이 뭐였지?", 3, None, "hybrid")]  # the origin: every user
+    assert [m["path"] for m in body["memories"]] == ["day0901/origin/part1.txt", "day0902/minji/part1.txt"]
+    assert body["memories"][0]["line_start"] == 1 and body["memories"][0]["speaker"] == "user"
+    for circuit in circuits.values():
+        question = circuit.calls[0][0][-1]["content"]
+        assert "(day0901/origin/part1.txt:1-2): 작년 봄에 고양이를 입양했고 이름은 모카야" in question
+        assert question.endswith("Question: 내 고양이 이름이 뭐였지?")
+        assert "모카" not in circuit.calls[0][0][0]["content"]  # the system prompt stays the same
+
+
+def test_a_guest_recalls_only_their_own_memories(tmp_path, manifest):
+    memory = FakeMemory(memories=MEMORIES)
+    body = ask(make_brain(tmp_path, memory=memory), "what do I do at the beach?", user="minji")
+    assert memory.searches[0][2] == "minji"
+    assert [m["user"] for m in body["memories"]] == ["minji"]
+
+
+def test_recall_is_bounded_by_the_budget_and_can_be_off(tmp_path, manifest):
+    memory = FakeMemory(memories=MEMORIES)
+    body = ask(make_brain(tmp_path, memory=memory, recall={"budget_tokens": 40}), "고양이", authorization=f"Bearer {TOKEN}")
+    assert [m["user"] for m in body["memories"]] == ["origin"]
+    body = ask(make_brain(tmp_path, memory=memory, recall={"k": 0}), "고양이", authorization=f"Bearer {TOKEN}")
+    assert body["memories"] == [] and len(memory.searches) == 1
+
+
+def test_a_failing_memory_search_still_gets_an_answer(tmp_path, manifest):
+    class Broken(FakeMemory):
+        async def search(self, *args):
+            raise ConnectionError("memory actor restarting")
+
+    body = ask(make_brain(tmp_path, memory=Broken()), "hello")
+    assert body["reply"] and body["memories"] == [] and body["saved"] is True

