@@ -42,6 +42,7 @@ class MemoryActor:
         self._changed = threading.Event()  # memory/ has lines the index has not seen
         self.search_engine: MemorySearch | None = None
         self.replay_state: dict = {"state": "starting"}
+        self.boot_replay: dict | None = None
         self.embedding_state: dict = {"state": "off" if self.config.recall.embedding_model == "off" else "starting"}
         threading.Thread(target=self._index_loop, name="memory-index", daemon=True).start()
 
@@ -80,8 +81,11 @@ class MemoryActor:
                     self.search_engine = MemorySearch(c.index_dir, embedder)
                 else:
                     self.search_engine.refresh()
+                if first:
+                    self.boot_replay = insight["last_replay"]
                 self.replay_state = {
                     "state": "ready",
+                    "boot": self.boot_replay,
                     "turns": insight["turns"],
                     "parts": insight["parts"],
                     "skipped": len(insight["skipped"]),

@@ -129,8 +129,8 @@ def repair_torn_parts(memory_dir: Path, quarantine_dir: Path) -> list[str]:
     for relative in part_files(memory_dir):
         path = memory_dir / relative
         data = path.read_bytes()
-        if not data or data.endswith(b"\n"):
-            continue
+        if not data or data.endswith(b"\n") or b"\x00" in data:
+            continue  # whole, or not text at all (replay reports a binary part; repair must not touch it)
         cut = data.rfind(b"\n") + 1
         tail = data[cut:]
         try:

@@ -276,6 +276,7 @@ def replay(
     _atomic_parquet(parts, index_dir / "parts.parquet")
     seconds = time.perf_counter() - started
     insight = build_insight(parts, turns, unreadable_folders, seconds, lines_read=sum(read.column("lines").to_pylist()), parts_read=len(to_read), removed=len(set(known) - current))
+    insight["last_replay"]["reader"] = (read.schema.metadata or {}).get(b"reader", b"inline").decode()
     _atomic_json(insight, index_dir / "insight.json")
     return insight
 

@@ -41,7 +41,8 @@ def read_with_ray_data(memory_dir: Path, parts: Sequence[PartFile], markers: Map
         num_cpus=0.5,  # circuits hold most of a small machine's CPUs; half a CPU still schedules
     )
     tables = ray.get(dataset.to_arrow_refs())
-    return pa.concat_tables([t.cast(READ_SCHEMA) for t in tables]) if tables else READ_SCHEMA.empty_table()
+    read = pa.concat_tables([t.cast(READ_SCHEMA) for t in tables]) if tables else READ_SCHEMA.empty_table()
+    return read.replace_schema_metadata({"reader": "ray-data"})
 
 
 def boot_memory_loop(

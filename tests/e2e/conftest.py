@@ -35,12 +35,43 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# Facts that only the sample memory knows, and where they are written.
+CAT_FACT = ("day0910/origin/part3.txt", "작년 봄에 보호소에서 고양이를 입양했는데 이름을 모카라고 지었어")
+SISTER_FACT = ("day0911/origin/part2.txt", "My sister Hana moved to Vancouver last year and works as a marine biologist")
+GUEST_FACT = ("day0911/minji/part1.txt", "요즘 양양에서 서핑을 배우고 있어")
+BAD_PART = "day0912/origin/part1.txt"
+FILLER = [
+    ("오늘 점심은 김치찌개 먹었어", "맛있었겠네요! 오후도 힘내세요."),
+    ("회의 자료 정리하는 거 도와줄래?", "네, 목차부터 같이 잡아볼까요?\n1. 배경\n2. 결과\n3. 다음 단계"),
+    ("Can you explain what a closure is?", "A closure is a function that keeps the variables of the scope it was made in."),
+    ("주말에 비 온대", "그럼 실내에서 할 만한 걸 찾아볼까요?"),
+]
+
+
+def plant_sample_memory(root: Path) -> None:
+    """Twelve parts over three days (enough for the Ray Data reader), three facts, one bad part."""
+    facts = dict([CAT_FACT, SISTER_FACT, GUEST_FACT])
+    paths = [f"day0910/origin/part{n}.txt" for n in range(1, 7)] + [f"day0911/origin/part{n}.txt" for n in range(1, 6)]
+    for n, relative in enumerate([*paths, GUEST_FACT[0]]):
+        lines = []
+        for i in range(5):
+            prompt, reply = FILLER[(n + i) % len(FILLER)]
+            lines += ["나의 말:", prompt, "ChatGPT의 말:", reply]
+        if relative in facts:
+            lines += ["나의 말:", facts[relative], "ChatGPT의 말:", "기억해 둘게요."]
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (root / BAD_PART).parent.mkdir(parents=True, exist_ok=True)
+    (root / BAD_PART).write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00 not a conversation")
+
+
 def write_config(home: Path, port: int, **overrides) -> Path:
     data = yaml.safe_load(DEFAULT_CONFIG.read_text(encoding="utf-8"))
     for circuit in data["circuits"].values():
         circuit["max_tokens"] = 32  # short answers keep the suite quick on two cores
     data.update(port=port, memory_dir=str(home / "memory"), backup_dir=str(home / "memory_backup"),
-                quarantine_dir=str(home / "memory_quarantine"), manifest_dir=str(home / "manifest"),
+                quarantine_dir=str(home / "memory_quarantine"), index_dir=str(home / "memory_index"), manifest_dir=str(home / "manifest"),
                 projects_dir=str(home / "origin" / "projects"), **overrides)
     path = home / "echo.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
@@ -72,6 +103,7 @@ def echo(tmp_path_factory) -> Echo:
     torn = home / "memory" / "day0101" / "old" / "part1.txt"  # as a crash mid-write leaves it
     torn.parent.mkdir(parents=True)
     torn.write_bytes("나의 말:\n끝까지 쓰인 줄\n".encode("utf-8") + "잘린".encode("utf-8")[:4])
+    plant_sample_memory(home / "memory")
     port = free_port()
     config = write_config(home, port)
     previous = os.environ.get("ECHO_ORIGIN_TOKEN")

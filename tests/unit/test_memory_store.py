@@ -133,3 +133,12 @@ def test_line_numbers_count_only_newlines_whatever_the_text_holds(tmp_path):
     assert (first.line_start, first.line_end) == (1, 4)
     assert (second.line_start, second.line_end) == (5, 8)
     assert (tmp_path / second.path).read_bytes().count(b"\n") == 8
+
+
+def test_a_binary_file_among_the_parts_is_left_untouched_by_the_repair(tmp_path):
+    binary = b"\x89PNG\r\n\x1a\n\x00\x00 not a conversation"
+    path = tmp_path / "memory" / "day0101" / "origin" / "part1.txt"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(binary)
+    assert repair_torn_parts(tmp_path / "memory", tmp_path / "quarantine") == []
+    assert path.read_bytes() == binary
