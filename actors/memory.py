@@ -142,5 +142,9 @@ def actor_name(memory_dir: Path) -> str:
 def memory_actor(config: EchoConfig):
     """The memory folder's writer: created on first use, then found by name."""
     return MemoryActor.options(
-        name=actor_name(config.memory_dir), namespace=NAMESPACE, lifetime="detached", get_if_exists=True
+        name=actor_name(config.memory_dir),
+        namespace=NAMESPACE,
+        lifetime="detached",
+        get_if_exists=True,
+        num_gpus=config.recall.embedding_num_gpus,  # a GGUF embedding model on the GPU needs one in sight
     ).remote(config.model_dump(mode="json"))

@@ -88,7 +88,8 @@ class RecallConfig(Strict):
     # model (which can run on the GPU); "off" leaves search lexical only.
     embedding_model: str = "embedded:e5-small"
     embedding_threads: int = Field(1, ge=1, le=256)
-    embedding_n_gpu_layers: int = Field(0, ge=-1)
+    embedding_n_gpu_layers: int = Field(0, ge=-1)  # a GGUF embedding model: -1 = all layers on the GPU
+    embedding_num_gpus: float = Field(0.0, ge=0.0, le=1.0)  # the MemoryActor's GPU share, for the above
 
 
 class EchoConfig(Strict):
@@ -269,13 +270,20 @@ def fit_to_hardware(config: EchoConfig, gpus_available: float) -> tuple[EchoConf
     Returns the config to deploy and the notes to log about what changed.
     """
     wants_gpu = [n for n, c in config.circuits.items() if c.num_gpus > 0 or c.n_gpu_layers != 0]
-    if gpus_available > 0 or not wants_gpu:
+    recall = config.recall
+    embedding_wants_gpu = recall.embedding_num_gpus > 0 or recall.embedding_n_gpu_layers != 0
+    if gpus_available > 0 or not (wants_gpu or embedding_wants_gpu):
         return config, []
     circuits = {
         name: c.model_copy(update={"num_gpus": 0.0, "n_gpu_layers": 0}) for name, c in config.circuits.items()
     }
-    note = (
-        f"no GPU found: circuits {', '.join(wants_gpu)} run on the CPU "
-        "(num_gpus and n_gpu_layers set to 0); expect far slower answers"
-    )
-    return config.model_copy(update={"circuits": circuits}), [note]
+    notes = []
+    if wants_gpu:
+        notes.append(
+            f"no GPU found: circuits {', '.join(wants_gpu)} run on the CPU "
+            "(num_gpus and n_gpu_layers set to 0); expect far slower answers"
+        )
+    if embedding_wants_gpu:
+        notes.append("no GPU found: memory embeddings run on the CPU (recall.embedding_num_gpus and embedding_n_gpu_layers set to 0)")
+    recall = recall.model_copy(update={"embedding_num_gpus": 0.0, "embedding_n_gpu_layers": 0})
+    return config.model_copy(update={"circuits": circuits, "recall": recall}), notes

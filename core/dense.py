@@ -56,7 +56,10 @@ class GGUFEmbedder:
         self.model = Llama(model_path=str(path), embedding=True, n_threads=threads, n_gpu_layers=n_gpu_layers, n_ctx=512, verbose=False)
 
     def _embed(self, texts: list[str]) -> np.ndarray:
-        vectors = np.array([self.model.embed(t[:PASSAGE_CHARS], truncate=True) for t in texts], dtype=np.float32)
+        # A model without a pooling layer gives one vector per token: their mean stands for the text.
+        vectors = np.array(
+            [np.asarray(self.model.embed(t[:PASSAGE_CHARS], truncate=True), dtype=np.float32).reshape(-1, self.model.n_embd()).mean(0) for t in texts]
+        )
         return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
     def passages(self, texts: list[str]) -> np.ndarray:
@@ -71,7 +74,7 @@ def load_embedder(model: str, threads: int = 1, n_gpu_layers: int = 0) -> Embedd
         return E5Embedder(threads)
     path = Path(model).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"memory.embedding_model = {model!r}: no file at {path} (fix: use {EMBEDDED_E5!r} or a GGUF path)")
+        raise FileNotFoundError(f"recall.embedding_model = {model!r}: no file at {path} (fix: use {EMBEDDED_E5!r} or a GGUF path)")
     return GGUFEmbedder(path, threads, n_gpu_layers)
 
 

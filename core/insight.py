@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import Counter
-from typing import Iterable
 
 # Feelings in Korean stems (matched inside words, whatever the ending) and English words.
 EMOTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -13,17 +13,15 @@ EMOTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "sadness": (("슬퍼", "슬프", "슬픈", "우울", "외로", "눈물", "서운"), ("sad", "lonely", "depressed", "cry", "crying", "miss")),
     "anger": (("화나", "화가", "짜증", "열받", "억울"), ("angry", "annoyed", "furious", "mad", "frustrated")),
     "fear": (("무서", "무섭", "불안", "걱정", "두려"), ("afraid", "scared", "worried", "anxious", "fear", "nervous")),
-    "love": (("사랑", "보고 싶", "보고싶", "그리워"), ("love", "adore", "darling")),
+    "love": (("사랑", "보고싶", "그리워"), ("love", "adore", "darling")),
     "gratitude": (("고마", "감사"), ("thank", "thanks", "grateful", "appreciate")),
     "surprise": (("놀라", "놀랐", "깜짝", "대박"), ("surprised", "wow", "amazing", "unexpected")),
-    "tiredness": (("피곤", "지쳐", "지친", "힘들", "졸려"), ("tired", "exhausted", "sleepy", "burned out")),
+    "tiredness": (("피곤", "지쳐", "지친", "힘들", "졸려"), ("tired", "exhausted", "sleepy", "burnout")),
 }
-_EMOTION_PATTERNS = {
-    name: re.compile("|".join([*map(re.escape, korean), *(rf"\b{re.escape(w)}\b" for w in english)]), re.IGNORECASE)
-    for name, (korean, english) in EMOTIONS.items()
-}
+_KOREAN_FEELINGS = [(stem, name) for name, (korean, _) in EMOTIONS.items() for stem in korean]
+_ENGLISH_FEELINGS = {word: name for name, (_, english) in EMOTIONS.items() for word in english}
 
-_WORD = re.compile(r"[가-힣]{2,}|[A-Za-z][A-Za-z'-]{2,}")
+_WORD = re.compile(r"[가-힣]{2,}|[A-Za-z][A-Za-z'-]+")
 # Endings and particles stripped from Korean words so "고양이를" and "고양이가" count as one.
 _KOREAN_ENDINGS = sorted(
     "은 는 이 가 을 를 에 의 도 만 와 과 로 으로 에서 에게 한테 까지 부터 처럼 보다 이랑 랑 하고 이야 야 요 이요 "
@@ -39,22 +37,38 @@ _STOPWORDS = frozenset(
 )
 
 
-def telling_words(text: str) -> Iterable[str]:
-    """Content words of a text: Korean words without their endings, English words lowercased."""
-    for word in _WORD.findall(text):
-        if word[0] >= "가":
-            for ending in _KOREAN_ENDINGS:
-                if word.endswith(ending) and len(word) - len(ending) >= 2:
-                    word = word[: -len(ending)]
-                    break
-        else:
-            word = word.lower()
-        if word not in _STOPWORDS:
-            yield word
+@functools.lru_cache(maxsize=200_000)
+def _word(word: str) -> tuple[str | None, str | None]:
+    """(content word or None for a stopword, feeling or None) of one word as written."""
+    if word[0] >= "가":
+        feeling = next((name for stem, name in _KOREAN_FEELINGS if stem in word), None)
+        for ending in _KOREAN_ENDINGS:
+            if word.endswith(ending) and len(word) - len(ending) >= 2:
+                word = word[: -len(ending)]
+                break
+    else:
+        word = word.lower()
+        feeling = _ENGLISH_FEELINGS.get(word)
+    content = None if word in _STOPWORDS or (len(word) < 3 and word[0] < "가") else word
+    return content, feeling
 
 
-def emotion_counts(text: str) -> dict[str, int]:
-    return {name: n for name, pattern in _EMOTION_PATTERNS.items() if (n := len(pattern.findall(text)))}
+def describe(text: str) -> tuple[Counter, Counter]:
+    """(content words, feelings) of a text, counted.
+
+    Content words are Korean words without their endings and English words lowercased;
+    feelings come from the lexicon (a Korean stem anywhere in a word, an English word as
+    a whole). Words are counted as written first, so each distinct word is looked at once.
+    """
+    words: Counter = Counter()
+    feelings: Counter = Counter()
+    for word, n in Counter(_WORD.findall(text)).items():
+        content, feeling = _word(word)
+        if content is not None:
+            words[content] += n
+        if feeling is not None:
+            feelings[feeling] += n
+    return words, feelings
 
 
 def top_terms_by_day(words_by_day: dict[str, Counter], k: int = 10) -> dict[str, list[str]]:

@@ -1,9 +1,10 @@
 """The lexical half of memory search: BM25 over Korean syllable bigrams and English stems.
 
 Korean words change their endings ("고양이를", "고양이가", "고양이랑"), so whole words
-rarely match; overlapping syllable bigrams do ("고양", "양이"). English goes through
-tantivy's own stemming tokenizer. tantivy keeps the index on disk, scores with BM25 and
-updates by document id, so replaying one part touches only that part's turns.
+rarely match; overlapping syllable bigrams do ("고양", "양이"). tantivy cuts every text
+into one- and two-character grams in Rust (the query keeps only its Hangul pairs and lone
+syllables, so the other grams are never asked for); English words are stemmed. tantivy keeps the index on disk, scores with BM25 and updates by document id,
+so replaying one part touches only that part's turns.
 """
 
 from __future__ import annotations
@@ -17,26 +18,34 @@ import tantivy
 
 _HANGUL_PAIR = re.compile(r"(?=([가-힣]{2}))")
 _HANGUL_SINGLE = re.compile(r"(?<![가-힣])[가-힣](?![가-힣])")
-_SCHEMA_VERSION = "1"  # bump when the fields change: an older index is then rebuilt
+_SCHEMA_VERSION = "3"  # bump when the fields change: an older index is then rebuilt
 
 
-def hangul_terms(text: str) -> str:
-    """The Korean terms of a text, space-separated: every syllable pair, and lone syllables."""
-    return " ".join(_HANGUL_PAIR.findall(text) + _HANGUL_SINGLE.findall(text))
+def hangul_terms(text: str) -> list[str]:
+    """The Korean terms of a query: every syllable pair, and the syllables that stand alone."""
+    return _HANGUL_PAIR.findall(text) + _HANGUL_SINGLE.findall(text)
 
 
 def _schema() -> tantivy.Schema:
     builder = tantivy.SchemaBuilder()
     builder.add_text_field("id", stored=True, tokenizer_name="raw")
     builder.add_text_field("user", tokenizer_name="raw")
-    builder.add_text_field("ko", tokenizer_name="whitespace")  # hangul_terms, made by the caller
-    builder.add_text_field("en", tokenizer_name="en_stem")
+    builder.add_text_field("ko", tokenizer_name="grams", index_option="freq")
+    builder.add_text_field("en", tokenizer_name="words", index_option="freq")
     return builder.build()
 
 
-_EN = tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple()).filter(tantivy.Filter.remove_long(40)).filter(
-    tantivy.Filter.lowercase()
-).filter(tantivy.Filter.stemmer("english")).build()  # what "en_stem" does at indexing time
+# Latin words only (Korean text is skipped in Rust at no cost), lowercased, without
+# English stop words, stemmed: "Cats" and "cat" match.
+_WORDS = (
+    tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.regex(r"[A-Za-z0-9]+"))
+    .filter(tantivy.Filter.remove_long(40))
+    .filter(tantivy.Filter.lowercase())
+    .filter(tantivy.Filter.stopword("english"))
+    .filter(tantivy.Filter.stemmer("english"))
+    .build()
+)
+_GRAMS = tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.ngram(1, 2, False)).build()
 
 
 class LexicalIndex:
@@ -52,6 +61,8 @@ class LexicalIndex:
             (folder / "VERSION").write_text(_SCHEMA_VERSION)
         self.schema = _schema()
         self.index = tantivy.Index(self.schema, path=str(folder))
+        self.index.register_tokenizer("grams", _GRAMS)
+        self.index.register_tokenizer("words", _WORDS)
 
     @staticmethod
     def exists(folder: Path) -> bool:
@@ -59,7 +70,7 @@ class LexicalIndex:
         return version.is_file() and version.read_text().strip() == _SCHEMA_VERSION
 
     def update(self, add: Iterable[dict], delete: Iterable[str], upsert: bool = True, threads: int = 1) -> int:
-        """Delete turns by id and add turns ({id, user, text, terms}); one commit. Returns adds.
+        """Delete turns by id and add turns ({id, user, text}); one commit. Returns adds.
 
         upsert deletes each added id first, so replaying the same turns twice leaves one copy.
         """
@@ -70,16 +81,15 @@ class LexicalIndex:
         for turn in add:
             if upsert:
                 writer.delete_documents("id", turn["id"])
-            writer.add_document(tantivy.Document(id=turn["id"], user=turn["user"], ko=turn["terms"], en=turn["text"]))
+            writer.add_document(tantivy.Document(id=turn["id"], user=turn["user"], ko=turn["text"], en=turn["text"]))
             added += 1
         writer.commit()
-        writer.wait_merging_threads()
         self.index.reload()
         return added
 
     def search(self, query: str, k: int, user: str | None = None) -> list[tuple[str, float]]:
         """(turn id, BM25 score), best first; only user's turns when user is given."""
-        terms = [("ko", t) for t in hangul_terms(query).split()] + [("en", t) for t in _EN.analyze(query)]
+        terms = [("ko", t) for t in hangul_terms(query)] + [("en", t) for t in _WORDS.analyze(query)]
         if not terms or k <= 0:
             return []
         should = [(tantivy.Occur.Should, tantivy.Query.term_query(self.schema, field, term)) for field, term in terms]

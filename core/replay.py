@@ -26,12 +26,15 @@ from typing import Callable, Mapping, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from core.insight import emotion_counts, telling_words, top_terms_by_day
-from core.lexical import LexicalIndex, hangul_terms
+from core.insight import describe, top_terms_by_day
+from core.lexical import LexicalIndex
 from core.memory_store import part_number
 from core.parsing import CARRIED, DEFAULT_MARKERS, parse_part
 
 DAY_RE = re.compile(r"^day[0-9]{4}$")
+# Bump when what replay derives from a part changes (parsing, cleaning, hashing): tables
+# written by another version are rebuilt by a full replay.
+REPLAY_VERSION = b"1"
 TOP_WORDS_PER_PART = 50
 
 TURN_SCHEMA = pa.schema(
@@ -48,7 +51,7 @@ TURN_SCHEMA = pa.schema(
         ("path", pa.string()),
     ]
 )
-_READ_TURN = pa.struct([*TURN_SCHEMA, ("terms", pa.string())])
+_READ_TURN = pa.struct(list(TURN_SCHEMA))
 _COUNT = pa.list_(pa.struct([("key", pa.string()), ("count", pa.int32())]))
 PART_SCHEMA = pa.schema(
     [
@@ -104,8 +107,8 @@ def scan_parts(memory_dir: Path) -> tuple[list[PartFile], list[dict]]:
 
 
 def text_hash(text: str) -> str:
-    """The same text, however spaced or cased, hashes the same: duplicates and vectors key on it."""
-    return hashlib.sha1(" ".join(text.split()).casefold().encode("utf-8")).hexdigest()[:20]
+    """Duplicates and vectors key on this; the text is already cleaned (NFC, spaces, residue)."""
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:20]
 
 
 def _counts(counter: Mapping[str, int]) -> list[dict]:
@@ -123,52 +126,53 @@ def _refusal(data: bytes) -> str | None:
     return None
 
 
-def read_part(memory_dir: Path, part: PartFile, markers: Mapping[str, str] = DEFAULT_MARKERS) -> dict:
-    """One part read whole, parsed, cleaned and tokenized: a READ_SCHEMA row."""
-    row = {**asdict(part), "sha1": "", "lines": 0, "error": None, "words": [], "emotions": [], "turns": []}
+def read_part(memory_dir: Path, part: PartFile, markers: Mapping[str, str] = DEFAULT_MARKERS) -> tuple[dict, dict[str, list]]:
+    """One part read whole, parsed, cleaned and tokenized: (its PART_SCHEMA row, its turns as columns)."""
+    row = {**asdict(part), "sha1": "", "lines": 0, "error": None, "words": [], "emotions": []}
+    columns: dict[str, list] = {name: [] for name in _READ_TURN.names}
     try:
         data = (memory_dir / part.path).read_bytes()
     except OSError as exc:
-        return {**row, "error": f"unreadable: {exc.strerror} (fix: check the file's permissions)"}
+        return {**row, "error": f"unreadable: {exc.strerror} (fix: check the file's permissions)"}, columns
     row.update(sha1=hashlib.sha1(data).hexdigest(), size=len(data))
     if (refusal := _refusal(data)) is not None:
-        return {**row, "error": refusal}
+        return {**row, "error": refusal}, columns
     lines = data.decode("utf-8").split("\n")
     if lines and lines[-1] == "":
         lines.pop()
-    words: Counter = Counter()
-    feelings: Counter = Counter()
-    turns = []
-    for turn in parse_part(lines, markers):
-        words.update(telling_words(turn.text))
-        feelings.update(emotion_counts(turn.text))
-        turns.append(
-            {
-                "id": f"{part.path}:{turn.line_start}",
-                "day": part.day,
-                "user": part.user,
-                "part": part.part,
-                "line_start": turn.line_start,
-                "line_end": turn.line_end,
-                "speaker": turn.speaker,
-                "text": turn.text,
-                "hash": text_hash(turn.text),
-                "path": part.path,
-                "terms": hangul_terms(turn.text),
-            }
-        )
-    return {
-        **row,
-        "lines": len(lines),
-        "words": _counts(dict(words.most_common(TOP_WORDS_PER_PART))),
-        "emotions": _counts(feelings),
-        "turns": turns,
-    }
+    turns = parse_part(lines, markers)
+    texts = [t.text for t in turns]
+    columns.update(
+        id=[f"{part.path}:{t.line_start}" for t in turns],
+        day=[part.day] * len(turns),
+        user=[part.user] * len(turns),
+        part=[part.part] * len(turns),
+        line_start=[t.line_start for t in turns],
+        line_end=[t.line_end for t in turns],
+        speaker=[t.speaker for t in turns],
+        text=texts,
+        hash=[text_hash(t) for t in texts],
+        path=[part.path] * len(turns),
+    )
+    words, feelings = describe("\n".join(texts))
+    row.update(lines=len(lines), words=_counts(dict(words.most_common(TOP_WORDS_PER_PART))), emotions=_counts(feelings))
+    return row, columns
 
 
 def read_parts(memory_dir: Path, parts: Sequence[PartFile], markers: Mapping[str, str] = DEFAULT_MARKERS) -> pa.Table:
-    """The inline reader: parts read one after another in this process."""
-    return pa.Table.from_pylist([read_part(memory_dir, p, markers) for p in parts], schema=READ_SCHEMA)
+    """Parts read one after another in this process, as a READ_SCHEMA table (turns nested per part)."""
+    rows, offsets = [], [0]
+    columns: dict[str, list] = {name: [] for name in _READ_TURN.names}
+    for part in parts:
+        row, turns = read_part(memory_dir, part, markers)
+        rows.append(row)
+        for name, values in turns.items():
+            columns[name].extend(values)
+        offsets.append(offsets[-1] + len(turns["id"]))
+    # Built column by column: Arrow from a list of nested dicts costs more than the parsing.
+    turns = pa.StructArray.from_arrays([pa.array(columns[f.name], f.type) for f in _READ_TURN], fields=list(_READ_TURN))
+    table = pa.Table.from_pylist(rows, schema=PART_SCHEMA)
+    return table.append_column(READ_SCHEMA.field("turns"), pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), turns))
 
 
 Reader = Callable[[Path, Sequence[PartFile], Mapping[str, str]], pa.Table]
@@ -176,7 +180,7 @@ Reader = Callable[[Path, Sequence[PartFile], Mapping[str, str]], pa.Table]
 
 def _atomic_parquet(table: pa.Table, path: Path) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, temporary)
+    pq.write_table(table.replace_schema_metadata({"replay_version": REPLAY_VERSION}), temporary)
     os.replace(temporary, path)
 
 
@@ -190,7 +194,7 @@ def _load(path: Path, schema: pa.Schema) -> pa.Table:
     if path.is_file():
         try:
             table = pq.read_table(path)
-            if table.schema.equals(schema):
+            if table.schema.equals(schema) and (table.schema.metadata or {}).get(b"replay_version") == REPLAY_VERSION:
                 return table
         except (OSError, pa.ArrowInvalid):
             pass  # a broken state file means a full replay, never a failed one
@@ -261,12 +265,11 @@ def replay(
     now_rows = [i for i, d in enumerate(duplicate_of) if d is None]
     ids = turns.column("id").to_pylist()
     read_ids = set(new_turns_rows.column("id").to_pylist()) if new_turns_rows is not None else set()
-    terms = dict(zip(new_turns_rows.column("id").to_pylist(), new_turns_rows.column("terms").to_pylist())) if new_turns_rows is not None else {}
     add_rows = [r for r in now_rows if ids[r] in read_ids or ids[r] not in was]
     now_ids = {ids[r] for r in now_rows}
     users, texts = turns.column("user").to_pylist(), turns.column("text").to_pylist()
     index.update(
-        ({"id": ids[r], "user": users[r], "text": texts[r], "terms": terms.get(ids[r]) or hangul_terms(texts[r])} for r in add_rows),
+        ({"id": ids[r], "user": users[r], "text": texts[r]} for r in add_rows),
         delete=sorted(was - now_ids),
         upsert=not fresh,
         threads=2 if len(add_rows) > 1000 else 1,

@@ -15,15 +15,14 @@ from typing import Mapping, Sequence
 import pyarrow as pa
 
 from core.parsing import DEFAULT_MARKERS
-from core.replay import READ_SCHEMA, PartFile, read_part, read_parts, replay
+from core.replay import READ_SCHEMA, PartFile, read_parts, replay
 
 INLINE_PARTS = 8  # fewer changed parts than this are read without Ray Data
 PARTS_PER_TASK = 16
 
 
 def _read_batch(batch: pa.Table, memory_dir: str, markers: Mapping[str, str]) -> pa.Table:
-    root = Path(memory_dir)
-    return pa.Table.from_pylist([read_part(root, PartFile(**row), markers) for row in batch.to_pylist()], schema=READ_SCHEMA)
+    return read_parts(Path(memory_dir), [PartFile(**row) for row in batch.to_pylist()], markers)
 
 
 def read_with_ray_data(memory_dir: Path, parts: Sequence[PartFile], markers: Mapping[str, str] = DEFAULT_MARKERS) -> pa.Table:
@@ -32,13 +31,17 @@ def read_with_ray_data(memory_dir: Path, parts: Sequence[PartFile], markers: Map
         return read_parts(memory_dir, parts, markers)
     import ray
 
-    blocks = max(1, min(len(parts) // PARTS_PER_TASK, 64))
+    # A whole CPU per task where one is free; on a small machine whose circuits hold most
+    # CPUs, what is left (tasks then take turns). Two blocks per slot even out part sizes.
+    free = ray.available_resources().get("CPU", 0.0)
+    task_cpus = 1.0 if free >= 1 else max(round(free, 2), 0.1)
+    blocks = max(1, min(2 * max(1, int(free)), len(parts) // PARTS_PER_TASK, 64))
     dataset = ray.data.from_items([asdict(p) for p in parts], override_num_blocks=blocks).map_batches(
         _read_batch,
         fn_kwargs={"memory_dir": str(memory_dir), "markers": dict(markers)},
         batch_format="pyarrow",
         batch_size=None,  # one task per block of parts
-        num_cpus=0.5,  # circuits hold most of a small machine's CPUs; half a CPU still schedules
+        num_cpus=task_cpus,
     )
     tables = ray.get(dataset.to_arrow_refs())
     read = pa.concat_tables([t.cast(READ_SCHEMA) for t in tables]) if tables else READ_SCHEMA.empty_table()

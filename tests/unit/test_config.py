@@ -16,6 +16,7 @@ from core.config import (
     load_config,
     parse_config,
 )
+from tests.fakes import make_config
 
 A40 = REPO_ROOT / "configs" / "a40.yaml"
 
@@ -118,3 +119,17 @@ def test_without_a_gpu_fractions_resolve_to_zero_and_say_so():
     assert len(notes) == 1 and "no GPU found" in notes[0] and "emotion, creation, self" in notes[0]
     same, notes = fit_to_hardware(config, gpus_available=1)
     assert same == config and notes == []
+
+
+def test_a_gpu_embedding_model_falls_back_to_the_cpu_without_a_gpu(tmp_path):
+    config = make_config(tmp_path, recall={"embedding_model": "/models/bge-m3.gguf", "embedding_n_gpu_layers": -1, "embedding_num_gpus": 0.05})
+    fitted, notes = fit_to_hardware(config, gpus_available=0)
+    assert fitted.recall.embedding_num_gpus == 0 and fitted.recall.embedding_n_gpu_layers == 0
+    assert notes == ["no GPU found: memory embeddings run on the CPU (recall.embedding_num_gpus and embedding_n_gpu_layers set to 0)"]
+    assert fit_to_hardware(config, gpus_available=1)[0] == config
+
+
+def test_markers_need_a_user_and_an_echo_speaker(tmp_path):
+    with pytest.raises(ConfigError, match="markers = .*needs a marker for the speaker 'user' and one for 'echo'"):
+        make_config(tmp_path, markers={"Q:": "user", "A:": "assistant"})
+    assert make_config(tmp_path, markers={"Q:": "user", "A:": "echo"}).markers == {"Q:": "user", "A:": "echo"}

@@ -99,3 +99,15 @@ def test_the_memory_block_cites_each_memory():
     block = memory_block([memory("모카라는 고양이")])
     assert "[1] day0901 user (day0901/origin/part1.txt:1-2): 모카라는 고양이" in block
     assert estimate_tokens("고양이") == 3 and estimate_tokens("abcdefgh") == 2
+
+
+def test_a_gguf_embedding_model_through_llama_cpp_gives_unit_vectors(tmp_path):
+    from core.config import embedded_model_path
+    from core.dense import load_embedder
+
+    embedder = load_embedder(str(embedded_model_path()))  # SmolLM2 stands in for a GGUF embedding model
+    vectors = embedder.passages(["고양이를 입양했어", "I went to Lisbon"])
+    assert vectors.shape == (2, 576) and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    assert embedder.query("cat").shape == (576,)
+    with pytest.raises(FileNotFoundError, match="recall.embedding_model = '/nope.gguf': no file at /nope.gguf"):
+        load_embedder("/nope.gguf")

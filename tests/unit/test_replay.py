@@ -82,7 +82,7 @@ def test_korean_is_found_whatever_the_ending_and_english_by_its_stem(memory, tmp
     assert searchable(index, "고양이가")[0] == "day0901/origin/part1.txt:1"  # the text has 고양이를
     assert searchable(index, "입양하다")[0] == "day0901/origin/part1.txt:1"
     assert searchable(index, "Lisbon trips")[0] == "day0901/origin/part2.txt:2"
-    assert hangul_terms("고양이를") == "고양 양이 이를"
+    assert hangul_terms("고양이를 밥") == ["고양", "양이", "이를", "밥"]
 
 
 def test_a_second_replay_reads_nothing_and_a_touched_part_only_itself(memory, tmp_path):

@@ -1,0 +1,203 @@
+"""Memory benchmarks: replay of a realistic 300k-line memory, search speed, and recall@10.
+
+    .venv/bin/python bench/memory.py [--parts 760] [--devset-parts 60] [--workdir DIR]
+
+One run prints, each on its own line:
+  replay_cold       full replay in a fresh process, Python and Ray start included
+  replay_warm       full replay again with Ray running, and the ratio to plain Python
+                    (one process reading, parsing and cleaning the same files)
+  replay_one_part   replay after one part was appended to
+  peak_memory       the replaying process tree's peak resident memory
+  lexical_search    p50/p95 over the dev set's queries at full size
+  dense_embedding   e5 passages per second on this machine
+  recall@10         lexical, dense and hybrid on the dev set (facts planted in a smaller memory,
+                    all of it embedded), by language and by kind of query
+Targets: cold <= 30 s, warm <= 5x plain Python, one part <= 2 s, search p95 <= 50 ms,
+peak <= 3 GB, hybrid recall@10 > lexical.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.memory_gen import generate_memory, load_devset  # noqa: E402
+from core.parsing import parse_part  # noqa: E402
+from core.replay import scan_parts  # noqa: E402
+
+CHILD = r"""
+import json, sys, time
+from pathlib import Path
+memory, index = Path(sys.argv[1]), Path(sys.argv[2])
+from serve_app import start_ray
+from pipelines.replay import boot_memory_loop
+start_ray(None, include_dashboard=False, log_to_driver=False)
+insight = boot_memory_loop(memory, index, force=True)
+print(json.dumps({"event": "cold", "at": time.time(), "insight": insight["last_replay"], "turns": insight["turns"]}), flush=True)
+started = time.perf_counter()
+insight = boot_memory_loop(memory, index, force=True)
+print(json.dumps({"event": "warm", "seconds": time.perf_counter() - started, "insight": insight["last_replay"]}), flush=True)
+part = sorted(memory.glob("day*/origin/part*.txt"))[len(sorted(memory.glob("day*/origin/part*.txt"))) // 2]
+with part.open("a", encoding="utf-8") as handle:
+    handle.write("나의 말:\n방금 추가한 한 줄\n")
+started = time.perf_counter()
+insight = boot_memory_loop(memory, index)
+print(json.dumps({"event": "one_part", "seconds": time.perf_counter() - started, "insight": insight["last_replay"]}), flush=True)
+"""
+
+
+def tree_rss(root_pid: int) -> int:
+    """Resident bytes of a process and all its descendants (read from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    parent = int(handle.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(parent, []).append(int(entry))
+            except (OSError, ValueError, IndexError):
+                pass
+    total, todo = 0, [root_pid]
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        try:
+            with open(f"/proc/{pid}/status") as handle:
+                total += next(int(line.split()[1]) * 1024 for line in handle if line.startswith("VmRSS:"))
+        except (OSError, StopIteration):
+            pass
+    return total
+
+
+def plain_python(memory: Path) -> tuple[float, int]:
+    """The floor: one process reading, parsing and cleaning every part."""
+    started = time.perf_counter()
+    lines = 0
+    for part in scan_parts(memory)[0]:
+        text = (memory / part.path).read_bytes().decode("utf-8").split("\n")
+        lines += len(text)
+        parse_part(text)
+    return time.perf_counter() - started, lines
+
+
+def replay_in_fresh_process(memory: Path, index: Path) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
+    launched = time.time()
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(memory), str(index)], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    peak = [0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], tree_rss(child.pid))
+            done.wait(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    events = {}
+    for line in child.stdout:
+        if line.startswith("{"):
+            event = json.loads(line)
+            events[event["event"]] = event
+    child.wait()
+    done.set()
+    sampler.join()
+    if child.returncode != 0 or "one_part" not in events:
+        raise SystemExit(f"the replay process failed (exit {child.returncode}); run it by hand: python -c CHILD {memory} {index}")
+    events["cold"]["seconds"] = events["cold"]["at"] - launched
+    events["peak_bytes"] = peak[0]
+    return events
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def search_speed(index: Path, queries: list[str]) -> tuple[float, float]:
+    from core.recall import MemorySearch
+
+    search = MemorySearch(index)
+    for q in queries[:10]:
+        search.search(q, 10, mode="lexical")  # warm the caches
+    times = []
+    for q in queries:
+        started = time.perf_counter()
+        search.search(q, 10, mode="lexical")
+        times.append((time.perf_counter() - started) * 1000)
+    return percentile(times, 0.5), percentile(times, 0.95)
+
+
+def recall_at_10(work: Path, devset: list[dict], parts: int, threads: int) -> tuple[dict, float]:
+    """recall@10 per mode, overall and by language and kind; and e5 passages per second."""
+    from core.dense import E5Embedder
+    from core.recall import MemorySearch
+    from core.replay import replay
+
+    memory, index = work / "devset_memory", work / "devset_index"
+    generate_memory(memory, parts=parts, days=max(3, parts // 19), facts=devset)
+    replay(memory, index)
+    search = MemorySearch(index, E5Embedder(threads))
+    todo = len(search.vectors.missing(search.turns["hash"]))
+    started = time.perf_counter()
+    search.embed_pending()
+    per_second = todo / (time.perf_counter() - started)
+    table: dict[str, dict[str, list[int]]] = {}
+    for mode in ("lexical", "dense", "hybrid"):
+        for entry in devset:
+            found = search.search(entry["query"], 10, mode=mode)
+            hit = int(any(entry["answer"] in m.text for m in found))
+            for group in ("all", entry["lang"], entry["kind"]):
+                table.setdefault(mode, {}).setdefault(group, []).append(hit)
+    return {mode: {g: sum(h) / len(h) for g, h in groups.items()} for mode, groups in table.items()}, per_second
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parts", type=int, default=760, help="parts in the big memory (395 lines each)")
+    parser.add_argument("--devset-parts", type=int, default=60, help="parts in the memory the dev set is planted in")
+    parser.add_argument("--threads", type=int, default=2, help="embedding threads")
+    parser.add_argument("--workdir", help="keep the generated memories here (default: a temporary folder)")
+    args = parser.parse_args()
+    devset = load_devset()
+    with tempfile.TemporaryDirectory() as temporary:
+        work = Path(args.workdir or temporary)
+        memory, index = work / "memory", work / "index"
+        summary = generate_memory(memory, parts=args.parts, facts=devset) if not memory.is_dir() else None
+        print(f"memory: {args.parts} parts, {summary['lines'] if summary else '?'} lines in {memory}", flush=True)
+        floor, lines = min(plain_python(memory) for _ in range(3))
+        events = replay_in_fresh_process(memory, index)
+        cold, warm, one = events["cold"], events["warm"], events["one_part"]
+        print(f"replay_cold: {cold['seconds']:.1f} s for {lines} lines, {cold['turns']} turns, Python and Ray start included, reader {cold['insight']['reader']} (target <= 30 s)")
+        print(
+            f"replay_warm: {warm['seconds']:.2f} s ({lines / warm['seconds']:.0f} lines/s); plain Python read+parse+clean {floor:.2f} s "
+            f"({lines / floor:.0f} lines/s); ratio {warm['seconds'] / floor:.2f} (target <= 5)"
+        )
+        print(f"replay_one_part: {one['seconds']:.2f} s, {one['insight']['parts_read']} part read, reader {one['insight']['reader']} (target <= 2 s)")
+        print(f"peak_memory: {events['peak_bytes'] / 2**30:.2f} GiB for the replaying process tree (Ray included) (target <= 3 GB)")
+        queries = [e["query"] for e in devset] * 2
+        p50, p95 = search_speed(index, queries)
+        print(f"lexical_search: p50 {p50:.1f} ms, p95 {p95:.1f} ms over {len(queries)} queries at {lines} lines (target p95 <= 50 ms)", flush=True)
+        table, per_second = recall_at_10(work, devset, args.devset_parts, args.threads)
+        print(f"dense_embedding: {per_second:.0f} turns/s with e5-small q4 on {args.threads} threads ({cold['turns'] / per_second / 60:.0f} min for the {cold['turns']} turns of the big memory)")
+        for mode, groups in table.items():
+            detail = ", ".join(f"{g} {v:.2f}" for g, v in groups.items() if g != "all")
+            print(f"recall@10 {mode}: {groups['all']:.2f} ({detail}) over {len(devset)} queries")
+        better = table["hybrid"]["all"] > table["lexical"]["all"]
+        print(f"hybrid_vs_lexical: {table['hybrid']['all']:.2f} vs {table['lexical']['all']:.2f} ({'hybrid better' if better else 'NOT better'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
