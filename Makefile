@@ -2,7 +2,7 @@
 VENV ?= .venv
 STAMP := $(VENV)/.echo-installed
 
-.PHONY: install serve test bench
+.PHONY: install serve test bench bench-memory
 install: $(STAMP)
 
 $(STAMP): pyproject.toml scripts/setup.sh
@@ -15,5 +15,8 @@ serve: $(STAMP)  ## start Echo (configs/default.yaml, or CONFIG=configs/a40.yaml
 test: $(STAMP)  ## the whole suite: unit tests, then end-to-end with Ray and SmolLM2
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
-bench: $(STAMP)  ## print the serving figures (bench/README.md)
+bench: $(STAMP)  ## print the serving figures (README "Benchmarks")
 	$(VENV)/bin/python bench/serving.py
+
+bench-memory: $(STAMP)  ## print the memory figures: replay of 300k lines, search, recall@10
+	$(VENV)/bin/python bench/memory.py

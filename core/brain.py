@@ -276,6 +276,7 @@ class Brain:
                 "creation",
                 messages,
                 max_tokens=self.config.projects.max_tokens,
+                greedy=True,  # a file tree wants the likeliest structure, not a creative one
                 response_format={"type": "json_object", "schema": PROJECT_SCHEMA},
             )
         except Exception as exc:

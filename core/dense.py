@@ -17,7 +17,7 @@ from typing import Iterable, Protocol
 import numpy as np
 
 EMBEDDED_E5 = "embedded:e5-small"
-PASSAGE_CHARS = 1200  # e5 reads up to 512 tokens; a turn's start says what it is about
+PASSAGE_CHARS = 600  # a turn's start says what it is about; e5 cost grows faster than the length
 
 
 class Embedder(Protocol):

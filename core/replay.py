@@ -178,10 +178,11 @@ def read_parts(memory_dir: Path, parts: Sequence[PartFile], markers: Mapping[str
 Reader = Callable[[Path, Sequence[PartFile], Mapping[str, str]], pa.Table]
 
 
-def _atomic_parquet(table: pa.Table, path: Path) -> None:
+def _stage_parquet(table: pa.Table, path: Path) -> tuple[Path, Path]:
+    """Write table beside path under a temporary name: (temporary, path), for os.replace."""
     temporary = path.with_name(f".{path.name}.tmp")
     pq.write_table(table.replace_schema_metadata({"replay_version": REPLAY_VERSION}), temporary)
-    os.replace(temporary, path)
+    return temporary, path
 
 
 def _atomic_json(data: dict, path: Path) -> None:
@@ -275,16 +276,26 @@ def replay(
         threads=2 if len(add_rows) > 1000 else 1,
     )
     # The state goes last: a crash before it means these parts are simply read again.
-    _atomic_parquet(turns, index_dir / "turns.parquet")
-    _atomic_parquet(parts, index_dir / "parts.parquet")
+    staged = [_stage_parquet(turns, index_dir / "turns.parquet"), _stage_parquet(parts, index_dir / "parts.parquet")]
+    insight = build_insight(parts, turns, unreadable_folders)
+    for temporary, final in staged:
+        os.replace(temporary, final)
+    lines_read = sum(read.column("lines").to_pylist())
     seconds = time.perf_counter() - started
-    insight = build_insight(parts, turns, unreadable_folders, seconds, lines_read=sum(read.column("lines").to_pylist()), parts_read=len(to_read), removed=len(set(known) - current))
-    insight["last_replay"]["reader"] = (read.schema.metadata or {}).get(b"reader", b"inline").decode()
+    insight["last_replay"] = {
+        "parts_read": len(to_read),
+        "parts_removed": len(set(known) - current),
+        "lines_read": lines_read,
+        "seconds": round(seconds, 3),
+        "lines_per_second": round(lines_read / seconds) if seconds > 0 else None,
+        "reader": (read.schema.metadata or {}).get(b"reader", b"inline").decode(),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
     _atomic_json(insight, index_dir / "insight.json")
     return insight
 
 
-def build_insight(parts: pa.Table, turns: pa.Table, unreadable_folders: list[dict], seconds: float, lines_read: int, parts_read: int, removed: int) -> dict:
+def build_insight(parts: pa.Table, turns: pa.Table, unreadable_folders: list[dict]) -> dict:
     by_day: dict[str, dict] = {}
     words_by_day: dict[str, Counter] = {}
     feelings: Counter = Counter()
@@ -325,12 +336,4 @@ def build_insight(parts: pa.Table, turns: pa.Table, unreadable_folders: list[dic
         "emotions": dict(feelings.most_common()),
         "skipped": skipped,
         "by_day": {d: by_day[d] for d in days},
-        "last_replay": {
-            "parts_read": parts_read,
-            "parts_removed": removed,
-            "lines_read": lines_read,
-            "seconds": round(seconds, 3),
-            "lines_per_second": round(lines_read / seconds) if seconds > 0 else None,
-            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        },
     }

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.e2e
 
 def memory_text(echo: Echo, user: str) -> str:
     parts = sorted((echo.home / "memory").glob(f"day*/{user}/part*.txt"))
-    return "".join(p.read_text(encoding="utf-8") for p in parts)
+    return "".join(p.read_bytes().decode("utf-8", "replace") for p in parts)  # the sample memory holds a binary part
 
 
 def test_root_answers_get_and_head(echo):
@@ -70,8 +70,12 @@ def test_create_project_needs_the_origin_token(echo):
     assert wrong.status_code == 403
     assert not (echo.home / "origin").exists()
 
-    created = echo.ask({"prompt": "make me a todo app in python"}, token=echo.token)
-    body = created.json()
+    for _ in range(3):  # a small model may repeat a file path: Echo refuses that (422) and the owner asks again
+        created = echo.ask({"prompt": "make me a todo app in python"}, token=echo.token)
+        body = created.json()
+        if created.status_code != 422:
+            break
+        assert body["error"]["code"] == "project_refused"
     assert created.status_code == 200, body
     assert body["route"] == "create_project" and body["user"] == "origin"
     root = echo.home / "origin" / "projects" / body["project"]["slug"]

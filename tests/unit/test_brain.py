@@ -156,6 +156,7 @@ def test_create_project_from_the_origin_writes_the_files(tmp_path, manifest):
     assert "README.md\nsrc/\n    app.py" in (root / "README.md").read_text(encoding="utf-8")
     options = circuits["creation"].calls[0][1]
     assert options["response_format"]["type"] == "json_object" and "schema" in options["response_format"]
+    assert options["greedy"] is True
 
 
 @pytest.mark.parametrize("authorization", [None, "Bearer wrong", f"Bearer {TOKEN[:-1]}X", f"Bearer {TOKEN} ", f"Bearer  {TOKEN}", TOKEN])
