@@ -1,5 +1,7 @@
 """The echo-server command line, for the commands that need no Ray."""
 
+import json
+
 import yaml
 from click.testing import CliRunner
 
@@ -36,3 +38,34 @@ def test_restore_without_a_backup_or_with_a_bad_config_says_what_to_do(tmp_path)
     assert result.exit_code == 1 and "no backup at" in result.output and "Traceback" not in result.output
     result = CliRunner().invoke(main, ["restore", "--config", str(tmp_path / "missing.yaml")])
     assert result.exit_code == 1 and "does not exist" in result.output
+
+
+def test_replay_and_search_from_the_shell(tmp_path):
+    from tests.unit.test_replay import CAT, TRIP, write
+
+    memory = tmp_path / "mem"
+    write(memory, "day0901/origin/part1.txt", CAT)
+    write(memory, "day0902/origin/part1.txt", TRIP)
+    write(memory, "day0903/origin/part1.txt", b"\xff\xfe")
+    runner = CliRunner()
+    replayed = runner.invoke(main, ["replay", "--memory", str(memory), "--inline"])
+    assert replayed.exit_code == 0, replayed.output
+    assert "3 parts" in replayed.output and "4 turns" in replayed.output and (tmp_path / "mem_index" / "insight.json").is_file()
+    assert "skipped day0903/origin/part1.txt: invalid UTF-8" in replayed.output
+
+    found = runner.invoke(main, ["search", "고양이가", "--memory", str(memory), "--mode", "lexical", "--k", "1"])
+    assert found.exit_code == 0 and "day0901/origin/part1.txt:1-2" in found.output
+    as_json = runner.invoke(main, ["search", "Lisbon", "--memory", str(memory), "--mode", "lexical", "--json"])
+    assert json.loads(as_json.output)[0]["path"] == "day0902/origin/part1.txt"
+    queries = tmp_path / "queries.txt"
+    queries.write_text("고양이\n\nLisbon\n", encoding="utf-8")
+    batch = runner.invoke(main, ["search", "--memory", str(memory), "--mode", "lexical", "--queries", str(queries)])
+    lines = [json.loads(line) for line in batch.output.splitlines()]
+    assert [line["query"] for line in lines] == ["고양이", "Lisbon"] and all(line["results"] for line in lines)
+
+
+def test_search_says_what_is_missing(tmp_path):
+    runner = CliRunner()
+    assert "give a QUERY, or --queries FILE" in runner.invoke(main, ["search", "--memory", str(tmp_path)]).output
+    missing = runner.invoke(main, ["search", "x", "--memory", str(tmp_path / "nope")])
+    assert missing.exit_code == 1 and "no memory folder at" in missing.output and "--memory DIR" in missing.output
