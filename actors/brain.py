@@ -3,6 +3,7 @@ serves core.api's FastAPI app."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -10,7 +11,9 @@ from ray import serve
 from ray.exceptions import RayTaskError
 from ray.serve.handle import DeploymentHandle
 
+from actors import metrics
 from actors.memory import memory_actor
+from actors.watchdog import watchdog_actor
 from core import auth
 from core.api import create_api
 from core.brain import Brain
@@ -43,10 +46,10 @@ class HandleCircuit:
 
 
 class ActorMemory:
-    """core.brain.MemorySink over the MemoryActor."""
+    """core.brain.MemorySink over the MemoryActor (and its watchdog, for /health)."""
 
-    def __init__(self, actor):
-        self.actor = actor
+    def __init__(self, actor, watchdog):
+        self.actor, self.watchdog = actor, watchdog
 
     async def save(self, user: str, prompt: str, reply: str) -> dict:
         return await self.actor.save.remote(user, prompt, reply)
@@ -58,7 +61,18 @@ class ActorMemory:
         return await self.actor.insights.remote()
 
     async def status(self) -> dict:
-        return await self.actor.status.remote()
+        status = await self.actor.status.remote()
+        try:
+            status["watchdog"] = await asyncio.wait_for(self.watchdog.status.remote(), 2)
+        except Exception as exc:  # restarting: Ray brings it back
+            status["watchdog"] = {"state": "unreachable", "reason": f"{type(exc).__name__}: {exc}"}
+        return status
+
+
+def _measure(answer: dict) -> None:
+    metrics.requests().inc(tags={"route": answer["route"]})
+    if answer["degraded"]:
+        metrics.requests_degraded().inc()
 
 
 @serve.deployment(name="EchoBrain")
@@ -72,9 +86,10 @@ class EchoBrain:
         self.brain = Brain(
             self.config,
             circuits={"emotion": HandleCircuit(emotion), "creation": HandleCircuit(creation), "self": HandleCircuit(self_circuit)},
-            memory=ActorMemory(memory_actor(self.config)),
+            memory=ActorMemory(memory_actor(self.config), watchdog_actor(self.config)),
             identity=identity,
             token=auth.origin_token(),
+            on_answer=_measure,
         )
 
     def __serve_build_asgi_app__(self):

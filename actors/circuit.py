@@ -10,6 +10,7 @@ from typing import Any, AsyncIterator
 
 from ray import serve
 
+from actors import metrics
 from core.config import CircuitConfig
 from core.llm import Completion, Messages, load_engine
 
@@ -60,10 +61,17 @@ class LLMCircuit:
         cancel = threading.Event()
         async with self._turn:
             try:
-                return await asyncio.to_thread(engine.chat, messages, cancel=cancel, **options)
+                completion = await asyncio.to_thread(engine.chat, messages, cancel=cancel, **options)
             except asyncio.CancelledError:
                 cancel.set()
                 raise
+        self._measure(completion)
+        return completion
+
+    def _measure(self, completion: Completion) -> None:
+        tags = {"circuit": self.name}
+        metrics.circuit_latency().observe(completion.latency_ms / 1000, tags=tags)
+        metrics.circuit_tokens_per_second().set(completion.tokens_per_s, tags=tags)
 
     async def stream(self, messages: Messages, **options: Any) -> AsyncIterator[dict]:
         """The completion token by token: {"token": text} events, then {"done": completion}."""
@@ -85,6 +93,7 @@ class LLMCircuit:
             try:
                 while (piece := await queue.get()) is not None:
                     yield {"token": piece}
+                self._measure(work.result())
                 yield {"done": work.result().as_dict()}
             finally:
                 if not work.done():

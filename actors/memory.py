@@ -12,21 +12,23 @@ import hashlib
 import json
 import logging
 import threading
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import ray
 
+from actors import metrics
 from core.config import EchoConfig
 from core.dense import load_embedder
 from core.memory_store import append_exchange, exchange_lines, repair_torn_parts
 from core.recall import MemorySearch
-from core.replay import replay
 from pipelines.replay import boot_memory_loop
 
 log = logging.getLogger("echo.memory")
 
 NAMESPACE = "echo"
+SETTLE_S = 0.25  # a part written this recently may still be being written: it waits
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=8)
@@ -60,6 +62,10 @@ class MemoryActor:
 
     # -- the index ---------------------------------------------------------------------
 
+    def notify(self) -> None:
+        """memory/ changed on disk (the watchdog saw it): bring the index up to date."""
+        self._changed.set()
+
     def _index_loop(self) -> None:
         c = self.config
         embedder = None
@@ -73,10 +79,9 @@ class MemoryActor:
         while True:
             try:
                 self.replay_state = {**self.replay_state, "state": "replaying" if first else "updating"}
-                if first:  # the whole memory through Ray Data (only what changed since the last boot)
-                    insight = boot_memory_loop(c.memory_dir, c.index_dir, markers=c.markers)
-                else:
-                    insight = replay(c.memory_dir, c.index_dir, markers=c.markers)
+                # The whole memory at first boot (only what changed since the last one), then only
+                # what changed; Ray Data reads when there are many parts, this thread when few.
+                insight = boot_memory_loop(c.memory_dir, c.index_dir, markers=c.markers, settle_s=SETTLE_S, on_read=_measure_lag)
                 if self.search_engine is None:
                     self.search_engine = MemorySearch(c.index_dir, embedder)
                 else:
@@ -89,13 +94,17 @@ class MemoryActor:
                     "turns": insight["turns"],
                     "parts": insight["parts"],
                     "skipped": len(insight["skipped"]),
+                    "pending": len(insight["pending"]),
                     "last_replay": insight["last_replay"],
                 }
+                _measure_replay(insight, "boot" if first else "update")
+                if insight["pending"]:  # parts still being written: look again once they settle
+                    threading.Timer(SETTLE_S, self._changed.set).start()
             except Exception as exc:
                 log.exception("memory replay failed")
                 self.replay_state = {"state": "failed", "reason": f"{type(exc).__name__}: {exc}"}
             first = False
-            if embedder is not None and self.search_engine is not None:
+            if embedder is not None and self.search_engine is not None and not self._changed.is_set():
                 self._embed()
             self._changed.wait()
             self._changed.clear()
@@ -105,13 +114,15 @@ class MemoryActor:
         total = len(engine.turns["hash"])
         self.embedding_state = {"state": "embedding", "embedded": engine.embedded(), "turns": total}
         try:
-            engine.embed_pending(stop=self._changed)  # a save interrupts: its lines are indexed first
+            # Small batches: a save or a new part interrupts within a fraction of a second.
+            engine.embed_pending(batch=8, chunk=256, stop=self._changed)
         except Exception as exc:
             log.exception("embedding failed")
             self.embedding_state = {"state": "failed", "reason": f"{type(exc).__name__}: {exc}"}
             return
         done = engine.embedded()
         self.embedding_state = {"state": "ready" if done >= total else "paused", "embedded": done, "turns": total}
+        metrics.memory_turns().set(done, tags={"kind": "embedded"})
 
     # -- reading ---------------------------------------------------------------------
 
@@ -132,6 +143,21 @@ class MemoryActor:
             "replay": self.replay_state,
             "embedding": self.embedding_state,
         }
+
+
+def _measure_lag(parts: list) -> None:
+    now = time.time_ns()
+    for part in parts:
+        metrics.ingestion_lag().observe(max(0.0, (now - part.mtime_ns) / 1e9))
+
+
+def _measure_replay(insight: dict, kind: str) -> None:
+    last = insight["last_replay"]
+    if last["lines_read"]:
+        metrics.lines_ingested().inc(last["lines_read"])
+    metrics.replay_duration().observe(last["seconds"], tags={"kind": kind})
+    metrics.parts_skipped().set(len(insight["skipped"]))
+    metrics.memory_turns().set(insight["turns"], tags={"kind": "indexed"})
 
 
 def actor_name(memory_dir: Path) -> str:

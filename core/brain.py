@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 from core import auth
 from core.config import CIRCUIT_NAMES, EchoConfig
@@ -80,8 +80,10 @@ class Brain:
         memory: MemorySink,
         identity: IdentitySource,
         token: str | None,
+        on_answer: Callable[[dict], None] | None = None,
     ):
         self.config = config
+        self.on_answer = on_answer  # sees every answer (the ingress records metrics with it)
         self.circuits = circuits
         self.memory = memory
         self.identity = identity
@@ -125,6 +127,7 @@ class Brain:
 
     async def ask(self, prompt: str, user: str | None = None, authorization: str | None = None) -> dict:
         started = time.perf_counter()
+        self.identity.refresh()  # an edited manifest/ is who Echo is from this request on
         prompt = self.check_prompt(prompt)
         user, origin = self.resolve_user(user, authorization)
         route = classify(prompt)
@@ -135,7 +138,7 @@ class Brain:
         else:
             outcome = await self.answer_with_circuits(prompt, user, origin)
         saved = await self._save(outcome.user, prompt, outcome.reply)
-        return {
+        answer = {
             "reply": outcome.reply,
             "route": outcome.route,
             "user": outcome.user,
@@ -147,6 +150,9 @@ class Brain:
             **outcome.extra,
             "latency_ms": round((time.perf_counter() - started) * 1000, 2),
         }
+        if self.on_answer is not None:
+            self.on_answer(answer)
+        return answer
 
     async def _save(self, user: str, prompt: str, reply: str) -> dict:
         try:
@@ -326,6 +332,7 @@ class Brain:
 
     async def health(self) -> dict:
         """Each circuit's state (loading, ready, failed with the reason), asked concurrently."""
+        self.identity.refresh()
 
         async def one(name: str) -> dict:
             try:

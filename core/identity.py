@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,18 +47,38 @@ def load_identity(manifest_dir: Path) -> Identity:
     return Identity(text="\n\n".join(parts), files=tuple(p.name for p in paths))
 
 
+def manifest_signature(manifest_dir: Path) -> tuple:
+    """What the declarations look like on disk (names, sizes, mtimes): cheap to take per request."""
+    try:
+        return tuple(sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in os.scandir(manifest_dir) if e.name.endswith(".txt")))
+    except OSError as exc:
+        return (("<unreadable>", exc.errno),)
+
+
 class IdentitySource:
-    """The current identity; a bad manifest keeps the previous one and records why."""
+    """The current identity, reloaded when the manifest changes on disk; a bad manifest keeps
+    the previous identity and records why."""
 
     def __init__(self, manifest_dir: Path):
         self.manifest_dir = manifest_dir
         self.current: Identity = FALLBACK
         self.error: str | None = None
-        self.reload()
+        self.reloads = 0
+        self._signature: tuple | None = None
+        self.refresh()
+
+    def refresh(self) -> bool:
+        """Reload when the files changed since the last look; True when a new identity was taken."""
+        signature = manifest_signature(self.manifest_dir)
+        if signature == self._signature:
+            return False
+        self._signature = signature
+        return self.reload()
 
     def reload(self) -> bool:
         try:
             self.current, self.error = load_identity(self.manifest_dir), None
+            self.reloads += 1
             return True
         except ManifestError as exc:
             self.error = str(exc)

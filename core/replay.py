@@ -228,11 +228,16 @@ def replay(
     force: bool = False,
     reader: Reader = read_parts,
     markers: Mapping[str, str] = DEFAULT_MARKERS,
+    settle_s: float = 0.0,
+    on_read: Callable[[list[PartFile]], object] | None = None,
 ) -> dict:
     """Bring index_dir up to date with memory_dir; returns the insight (also in insight.json).
 
     Only parts whose size or mtime changed since the last replay are read (all with force);
     parts that are gone are removed. A part that cannot be read is skipped and reported.
+    A part written less than settle_s ago may still be being written: it is left for a
+    later replay and listed under "pending", so nothing is read half-written. on_read is
+    told which parts were read once they are searchable.
     """
     started = time.perf_counter()
     index_dir.mkdir(parents=True, exist_ok=True)
@@ -241,7 +246,10 @@ def replay(
     old_turns = TURNS_FILE_SCHEMA.empty_table() if force else _load(index_dir / "turns.parquet", TURNS_FILE_SCHEMA)
     known = {p["path"]: (p["size"], p["mtime_ns"]) for p in old_parts.select(["path", "size", "mtime_ns"]).to_pylist()}
     current = {p.path for p in found}
-    to_read = [p for p in found if known.get(p.path) != (p.size, p.mtime_ns)]
+    changed = [p for p in found if known.get(p.path) != (p.size, p.mtime_ns)]
+    settled_before = time.time_ns() - int(settle_s * 1e9)
+    to_read = [p for p in changed if p.mtime_ns <= settled_before]
+    pending = sorted(p.path for p in changed if p.mtime_ns > settled_before)
     stale = {p.path for p in to_read} | (set(known) - current)
 
     read = reader(memory_dir, to_read, markers) if to_read else READ_SCHEMA.empty_table()
@@ -282,6 +290,7 @@ def replay(
         os.replace(temporary, final)
     lines_read = sum(read.column("lines").to_pylist())
     seconds = time.perf_counter() - started
+    insight["pending"] = pending
     insight["last_replay"] = {
         "parts_read": len(to_read),
         "parts_removed": len(set(known) - current),
@@ -292,6 +301,8 @@ def replay(
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     _atomic_json(insight, index_dir / "insight.json")
+    if on_read is not None and to_read:
+        on_read(to_read)
     return insight
 
 

@@ -54,6 +54,10 @@ def boot_memory_loop(
     *,
     force: bool = False,
     markers: Mapping[str, str] = DEFAULT_MARKERS,
+    **options,
 ) -> dict:
-    """Replay memory_dir into index_dir through Ray Data (Ray must be initialized); the insight."""
-    return replay(memory_dir, index_dir, force=force, reader=read_with_ray_data, markers=markers)
+    """Replay memory_dir into index_dir through Ray Data (Ray must be initialized); the insight.
+
+    options go to core.replay.replay (settle_s, on_read).
+    """
+    return replay(memory_dir, index_dir, force=force, reader=read_with_ray_data, markers=markers, **options)

@@ -23,6 +23,7 @@ class Echo:
     url: str
     home: Path
     token: str
+    metrics_port: int
 
     def ask(self, payload: dict, token: str | None = None, timeout: float = 180) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -108,14 +109,15 @@ def echo(tmp_path_factory) -> Echo:
     config = write_config(home, port)
     previous = os.environ.get("ECHO_ORIGIN_TOKEN")
     os.environ["ECHO_ORIGIN_TOKEN"] = TOKEN  # before ray.init: the workers inherit it
-    start_ray(num_cpus=8, include_dashboard=False)
+    metrics_port = free_port()
+    start_ray(num_cpus=8, include_dashboard=False, _metrics_export_port=metrics_port)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve.run(build_app({"config": str(config)}), name="echo", route_prefix="/")
         url = f"http://127.0.0.1:{port}"
         health = wait_ready(url)
         assert health["status"] == "ready", health
-        yield Echo(url=url, home=home, token=TOKEN)
+        yield Echo(url=url, home=home, token=TOKEN, metrics_port=metrics_port)
     finally:
         serve.shutdown()
         ray.shutdown()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -174,3 +175,17 @@ def test_the_markers_are_configurable(tmp_path):
     write(memory, "day0101/origin/part1.txt", "Q:\nwhere did I park\nA:\nlevel three\n")
     replay(memory, tmp_path / "index", markers={"Q:": "user", "A:": "echo"})
     assert [(t["speaker"], t["text"]) for t in turns(tmp_path / "index")] == [("user", "where did I park"), ("echo", "level three")]
+
+
+def test_a_part_still_being_written_waits_for_the_next_replay(memory, tmp_path):
+    index = tmp_path / "index"
+    replay(memory, index)
+    part = memory / "day0902/minji/part1.txt"
+    part.write_text("나의 말:\n쓰는 중인 문장", encoding="utf-8")  # just written: it may not be whole yet
+    insight = replay(memory, index, settle_s=60)
+    assert insight["pending"] == ["day0902/minji/part1.txt"] and insight["last_replay"]["parts_read"] == 0
+    assert searchable(index, "시험 불안") == ["day0902/minji/part1.txt:1"]  # the old text until it settles
+    old = time.time() - 120
+    os.utime(part, (old, old))
+    insight = replay(memory, index, settle_s=60)
+    assert insight["pending"] == [] and searchable(index, "쓰는 중인 문장") == ["day0902/minji/part1.txt:1"]

@@ -1,0 +1,71 @@
+"""Echo's metrics, through ray.util.metrics: Ray exports them with its own on every node's
+Prometheus endpoint (`ray start --metrics-export-port`, or the dashboard's Metrics tab).
+
+Each is made on first use in the process that records it (a replica or an actor).
+"""
+
+from __future__ import annotations
+
+import functools
+
+from ray.util import metrics
+
+LAG_BUCKETS = [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 120]
+SECONDS_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120]
+
+
+@functools.cache
+def lines_ingested() -> metrics.Counter:
+    return metrics.Counter("echo_memory_lines_ingested", "Lines of memory/ read into the index (replay and ingestion).")
+
+
+@functools.cache
+def ingestion_lag() -> metrics.Histogram:
+    return metrics.Histogram(
+        "echo_memory_ingestion_lag_seconds", "From a part's last write to its turns being searchable.", boundaries=LAG_BUCKETS
+    )
+
+
+@functools.cache
+def replay_duration() -> metrics.Histogram:
+    return metrics.Histogram("echo_memory_replay_seconds", "Duration of one replay of memory/.", boundaries=SECONDS_BUCKETS, tag_keys=("kind",))
+
+
+@functools.cache
+def parts_skipped() -> metrics.Gauge:
+    return metrics.Gauge("echo_memory_parts_skipped", "Parts that could not be read (see insight.json).")
+
+
+@functools.cache
+def memory_turns() -> metrics.Gauge:
+    return metrics.Gauge("echo_memory_turns", "Turns in the memory index, and how many have a vector.", tag_keys=("kind",))
+
+
+@functools.cache
+def circuit_latency() -> metrics.Histogram:
+    return metrics.Histogram("echo_circuit_latency_seconds", "One circuit answer.", boundaries=SECONDS_BUCKETS, tag_keys=("circuit",))
+
+
+@functools.cache
+def circuit_tokens_per_second() -> metrics.Gauge:
+    return metrics.Gauge("echo_circuit_tokens_per_second", "Generation speed of a circuit's last answer.", tag_keys=("circuit",))
+
+
+@functools.cache
+def requests() -> metrics.Counter:
+    return metrics.Counter("echo_requests", "Answered /api/ask requests.", tag_keys=("route",))
+
+
+@functools.cache
+def requests_degraded() -> metrics.Counter:
+    return metrics.Counter("echo_requests_degraded", "Answers given with a circuit (or the synthesis) failed.")
+
+
+@functools.cache
+def watch_events() -> metrics.Counter:
+    return metrics.Counter("echo_watchdog_events", "File changes the watchdog saw.", tag_keys=("folder",))
+
+
+@functools.cache
+def manifest_reloads() -> metrics.Counter:
+    return metrics.Counter("echo_manifest_reloads", "Manifest changes seen by the watchdog, by outcome.", tag_keys=("outcome",))

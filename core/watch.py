@@ -1,0 +1,65 @@
+"""What the watchdog reacts to, and how bursts of file events become few index updates."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from pathlib import Path
+from typing import Callable
+
+log = logging.getLogger("echo.watch")
+
+# A part, or a folder that may hold parts (a day or a user folder moved in or deleted).
+_MEMORY_PATH = re.compile(r"^day[0-9]{4}(/[^/]+(/part[1-9][0-9]*\.txt)?)?$")
+IGNORED_EVENTS = frozenset({"opened", "closed_no_write"})  # reading changes nothing
+
+
+def is_memory_path(path: str, memory_dir: Path) -> bool:
+    """True for memory/dayMMDD, memory/dayMMDD/<user> and memory/dayMMDD/<user>/partN.txt."""
+    try:
+        relative = Path(path).relative_to(memory_dir).as_posix()
+    except ValueError:
+        return False
+    return bool(_MEMORY_PATH.match(relative))
+
+
+def is_manifest_path(path: str, manifest_dir: Path) -> bool:
+    return Path(path).parent == manifest_dir and path.endswith(".txt") or Path(path) == manifest_dir
+
+
+class Coalescer:
+    """Calls fn soon after poke(), at most once every interval however many pokes arrive.
+
+    A storm of events (1,000 parts dropped at once) becomes a handful of calls; a poke that
+    arrives while fn runs leads to one more call after it, so no change is left unseen.
+    """
+
+    def __init__(self, fn: Callable[[], object], interval: float = 0.05, name: str = "coalescer"):
+        self.fn, self.interval = fn, interval
+        self.calls = 0
+        self._poked = threading.Event()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def poke(self) -> None:
+        self._poked.set()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._poked.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while True:
+            self._poked.wait()
+            if self._stopped.is_set():
+                return
+            self._poked.clear()
+            try:
+                self.fn()
+                self.calls += 1
+            except Exception:  # the next poke tries again
+                log.exception("%s: call failed", self._thread.name)
+            self._stopped.wait(self.interval)

@@ -1,0 +1,66 @@
+"""The watchdog's logic without Ray: which paths matter, and bursts turned into few calls."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from core.watch import Coalescer, is_manifest_path, is_memory_path
+
+MEMORY = Path("/data/memory")
+
+
+def test_only_parts_and_the_folders_that_hold_them_matter():
+    assert is_memory_path("/data/memory/day0913/origin/part12.txt", MEMORY)
+    assert is_memory_path("/data/memory/day0913", MEMORY)  # a day folder moved in or deleted
+    assert is_memory_path("/data/memory/day0913/minji", MEMORY)
+    assert not is_memory_path("/data/memory/day0913/origin/.part12.txt.swp", MEMORY)
+    assert not is_memory_path("/data/memory/day0913/origin/part0.txt", MEMORY)
+    assert not is_memory_path("/data/memory/README.md", MEMORY)
+    assert not is_memory_path("/data/other/day0913/origin/part1.txt", MEMORY)
+    assert is_manifest_path("/data/manifest/00_echo.txt", Path("/data/manifest"))
+    assert not is_manifest_path("/data/manifest/.00_echo.txt.swp", Path("/data/manifest"))
+
+
+def test_a_storm_of_pokes_becomes_a_few_calls_and_the_last_one_is_never_lost():
+    seen = []
+    gate = threading.Event()
+
+    def slow():
+        seen.append(time.monotonic())
+        gate.wait(1)
+
+    coalescer = Coalescer(slow, interval=0.01)
+    try:
+        for _ in range(1000):
+            coalescer.poke()
+        time.sleep(0.1)
+        coalescer.poke()  # arrives while the first call still runs
+        gate.set()
+        deadline = time.monotonic() + 5
+        while len(seen) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)
+        assert len(seen) == 2  # one for the storm, one for the poke that came during it
+    finally:
+        coalescer.stop()
+
+
+def test_a_failing_call_is_tried_again_at_the_next_poke():
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConnectionError("memory actor restarting")
+
+    coalescer = Coalescer(flaky, interval=0.01)
+    try:
+        coalescer.poke()
+        time.sleep(0.1)
+        coalescer.poke()
+        time.sleep(0.1)
+        assert len(calls) == 2 and coalescer.calls == 1
+    finally:
+        coalescer.stop()
