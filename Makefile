@@ -2,7 +2,7 @@
 VENV ?= .venv
 STAMP := $(VENV)/.echo-installed
 
-.PHONY: install serve test bench bench-memory
+.PHONY: install serve test bench bench-memory bench-ingest
 install: $(STAMP)
 
 $(STAMP): pyproject.toml scripts/setup.sh
@@ -20,3 +20,6 @@ bench: $(STAMP)  ## print the serving figures (README "Benchmarks")
 
 bench-memory: $(STAMP)  ## print the memory figures: replay of 300k lines, search, recall@10
 	$(VENV)/bin/python bench/memory.py
+
+bench-ingest: $(STAMP)  ## print the ingestion figures: lag of new parts, a 1,000-part storm
+	$(VENV)/bin/python bench/ingest.py

@@ -26,7 +26,11 @@ def main() -> None:
 @click.option("--host", help="Address to listen on (default: the config's host, 127.0.0.1).")
 @click.option("--port", type=click.IntRange(1, 65535), help="Port to listen on (default: the config's port, 8000).")
 @click.option("--address", envvar="RAY_ADDRESS", help="A running Ray cluster to join (default: start one here).")
-def serve_command(config_file: str | None, host: str | None, port: int | None, address: str | None) -> None:
+@click.option(
+    "--metrics-port", type=click.IntRange(1, 65535), default=8080, show_default=True, envvar="ECHO_METRICS_PORT",
+    help="Where the Ray cluster started here serves Prometheus metrics (Echo's included) at /metrics.",
+)
+def serve_command(config_file: str | None, host: str | None, port: int | None, address: str | None, metrics_port: int) -> None:
     """Start Echo and keep it running until Ctrl-C."""
     try:
         config = load_config(config_file)
@@ -43,7 +47,7 @@ def serve_command(config_file: str | None, host: str | None, port: int | None, a
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    start_ray(address, log_to_driver=False)
+    context = start_ray(address, log_to_driver=False, **({} if address else {"_metrics_export_port": metrics_port}))
     try:
         try:
             app = build_from_config(config)
@@ -55,6 +59,8 @@ def serve_command(config_file: str | None, host: str | None, port: int | None, a
         url = f"http://{shown}:{config.port}"
         click.echo(f"\nEcho is up at {url}/  (models load in the background: {url}/health)")
         click.echo(f"Try:  curl -s {url}/api/ask -H 'Content-Type: application/json' -d '{{\"prompt\": \"안녕, 오늘 어때?\"}}'")
+        if not address:
+            click.echo(f"Ray dashboard: http://{context.dashboard_url or '(not running)'}   metrics: http://127.0.0.1:{metrics_port}/metrics")
         if origin_token() is None:
             click.echo(f"Privileged commands (making projects) are disabled: {ENABLE_HINT}.")
         click.echo("Stop with Ctrl-C.\n")

@@ -38,11 +38,13 @@ SERVE_ENVIRONMENT = {
 }
 
 
-def start_ray(address: str | None = None, **options: Any) -> None:
-    """Start (or join) Ray the way Echo runs best; the CLI, tests and benchmarks all use it."""
+def start_ray(address: str | None = None, **options: Any):
+    """Start (or join) Ray the way Echo runs best; the CLI, tests and benchmarks all use it.
+
+    Returns Ray's context (its dashboard_url among others)."""
     for name, value in SERVE_ENVIRONMENT.items():
         os.environ.setdefault(name, value)
-    ray.init(address=address, namespace="echo", **options)
+    return ray.init(address=address, namespace="echo", **options)
 
 
 def gpus_available() -> float:

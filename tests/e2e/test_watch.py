@@ -134,3 +134,26 @@ def test_echo_metrics_reach_rays_prometheus_endpoint(echo):
         return all(name in text for name in wanted) and 'circuit="emotion"' in text and 'route="circuits"' in text
 
     wait_for(exported, timeout=60, what="Echo's metrics (Ray exports them every few seconds)")
+
+
+def test_a_storm_of_parts_moved_in_at_once_is_ingested_once_each(echo, tmp_path):
+    memory_ready(echo)
+    before = httpx.get(f"{echo.url}/api/insights", headers=owner(echo), timeout=10).json()["parts"]
+    staging = tmp_path / "day0930"
+    words = {}
+    for user in ("origin", "minji"):
+        for n in range(1, 51):
+            words[(user, n)] = word = phrase()
+            path = staging / user / f"part{n}.txt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"나의 말:\n옮겨 온 대화 {word}\nChatGPT의 말:\n네, {n}번째 파트예요.\n", encoding="utf-8")
+    staging.rename(echo.home / "memory" / "day0930")  # 100 parts appear in one move
+
+    def all_in():
+        insight = httpx.get(f"{echo.url}/api/insights", headers=owner(echo), timeout=10).json()
+        return insight["parts"] == before + 100 and insight["by_day"].get("day0930", {}).get("turns") == 200
+
+    wait_for(all_in, timeout=60, what="the storm")
+    for (user, n), word in list(words.items())[::10]:
+        hits = found(echo, word)
+        assert [(h["path"], h["line_start"]) for h in hits] == [(f"day0930/{user}/part{n}.txt", 1)]
