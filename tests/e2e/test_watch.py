@@ -91,7 +91,13 @@ def test_the_watchdog_killed_comes_back_and_catches_up(echo):
     ray.kill(watchdog, no_restart=False)
     word = phrase()
     write_part(echo, "day0923/origin/part1.txt", f"나의 말:\n감시자가 없을 때 쓴 대화 {word}\n")  # while it is down
-    wait_for(lambda: ray.get(watchdog.status.remote(), timeout=10)["state"] == "watching", what="the restarted watchdog")
+    def restarted():
+        try:
+            return ray.get(watchdog.status.remote(), timeout=10)["state"] == "watching"
+        except ray.exceptions.RayError:  # unavailable while Ray brings it back
+            return False
+
+    wait_for(restarted, what="the restarted watchdog")
     hits = wait_for(lambda: found(echo, word), what="the part written while the watchdog was down")
     assert len(hits) == 1
 
@@ -157,3 +163,24 @@ def test_a_storm_of_parts_moved_in_at_once_is_ingested_once_each(echo, tmp_path)
     for (user, n), word in list(words.items())[::10]:
         hits = found(echo, word)
         assert [(h["path"], h["line_start"]) for h in hits] == [(f"day0930/{user}/part{n}.txt", 1)]
+
+
+def test_the_memory_actor_killed_comes_back_and_reconciles(echo):
+    import ray
+
+    from actors.memory import NAMESPACE, actor_name
+
+    memory_ready(echo)
+    actor = ray.get_actor(actor_name(echo.home / "memory"), namespace=NAMESPACE)
+    ray.kill(actor, no_restart=False)
+    word = phrase()
+    write_part(echo, "day0924/origin/part1.txt", f"나의 말:\n기억 담당이 없을 때 쓴 대화 {word}\n")
+    def restarted():
+        try:
+            return ray.get(actor.status.remote(), timeout=30)["replay"]["state"] == "ready"
+        except ray.exceptions.RayError:  # unavailable while Ray brings it back
+            return False
+
+    wait_for(restarted, timeout=120, what="the restarted memory actor")
+    assert [h["path"] for h in wait_for(lambda: found(echo, word), what="the part written while it was down")] == ["day0924/origin/part1.txt"]
+    assert echo.ask({"prompt": "다시 살아났니?"}).json()["saved"] is True  # and it writes again
