@@ -19,11 +19,12 @@ import os
 import re
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from core.insight import describe, top_terms_by_day
@@ -34,7 +35,7 @@ from core.parsing import CARRIED, DEFAULT_MARKERS, parse_part
 DAY_RE = re.compile(r"^day[0-9]{4}$")
 # Bump when what replay derives from a part changes (parsing, cleaning, hashing): tables
 # written by another version are rebuilt by a full replay.
-REPLAY_VERSION = b"1"
+REPLAY_VERSION = b"2"
 TOP_WORDS_PER_PART = 50
 
 TURN_SCHEMA = pa.schema(
@@ -66,6 +67,13 @@ PART_SCHEMA = pa.schema(
         ("error", pa.string()),
         ("words", _COUNT),
         ("emotions", _COUNT),
+        # Where a read can resume when the part grows in place: the byte offset and line of
+        # its last turn, and the sha1 of the bytes from there to the end.
+        ("inode", pa.int64()),
+        ("resume_offset", pa.int64()),
+        ("resume_line", pa.int32()),
+        ("resume_sha1", pa.string()),
+        ("resumed_from", pa.int32()),  # this read began at that line (0: the whole part)
     ]
 )
 READ_SCHEMA = pa.schema([*PART_SCHEMA, ("turns", pa.list_(_READ_TURN))])
@@ -80,6 +88,13 @@ class PartFile:
     part: int
     size: int
     mtime_ns: int
+    inode: int = 0
+    # Set by replay when the part grew in place since its last read (see read_part).
+    resume_offset: int = -1
+    resume_line: int = 0
+    resume_sha1: str = ""
+    resume_size: int = 0
+    resume_digest: str = ""
 
 
 def scan_parts(memory_dir: Path) -> tuple[list[PartFile], list[dict]]:
@@ -99,7 +114,7 @@ def scan_parts(memory_dir: Path) -> tuple[list[PartFile], list[dict]]:
                     number = part_number(entry.name)
                     if number and entry.is_file():
                         stat = entry.stat()
-                        found.append(PartFile(f"{day}/{user}/{entry.name}", day, user, number, stat.st_size, stat.st_mtime_ns))
+                        found.append(PartFile(f"{day}/{user}/{entry.name}", day, user, number, stat.st_size, stat.st_mtime_ns, stat.st_ino))
         except OSError as exc:
             unreadable.append({"path": day, "reason": f"unreadable folder: {exc.strerror} (fix: check its permissions)"})
     found.sort(key=lambda p: (p.day, p.user, p.part))
@@ -126,21 +141,46 @@ def _refusal(data: bytes) -> str | None:
     return None
 
 
+def _resumable(part: PartFile, handle) -> bytes | None:
+    """The part's bytes from its old last turn on, when it only grew since: the old tail is
+    still there byte for byte. None when it was rewritten (then it is read whole)."""
+    if part.resume_offset < 0 or part.size <= part.resume_size:
+        return None
+    handle.seek(part.resume_offset)
+    data = handle.read()
+    old_tail = part.resume_size - part.resume_offset
+    return data if hashlib.sha1(data[:old_tail]).hexdigest() == part.resume_sha1 else None
+
+
 def read_part(memory_dir: Path, part: PartFile, markers: Mapping[str, str] = DEFAULT_MARKERS) -> tuple[dict, dict[str, list]]:
-    """One part read whole, parsed, cleaned and tokenized: (its PART_SCHEMA row, its turns as columns)."""
-    row = {**asdict(part), "sha1": "", "lines": 0, "error": None, "words": [], "emotions": []}
+    """One part parsed and cleaned: (its PART_SCHEMA row, its turns as columns).
+
+    A part read before that has only grown is read from its last turn on, not again from
+    the start: that turn may go on in the new lines, and the turns before it are kept.
+    """
+    row = {**asdict(part), "sha1": "", "lines": 0, "error": None, "words": [], "emotions": [], "resumed_from": 0}
     columns: dict[str, list] = {name: [] for name in _READ_TURN.names}
     try:
-        data = (memory_dir / part.path).read_bytes()
+        with (memory_dir / part.path).open("rb") as handle:
+            data = _resumable(part, handle)
+            start_offset, first_line = (part.resume_offset, part.resume_line) if data is not None else (0, 1)
+            if data is None:
+                handle.seek(0)
+                data = handle.read()
     except OSError as exc:
         return {**row, "error": f"unreadable: {exc.strerror} (fix: check the file's permissions)"}, columns
-    row.update(sha1=hashlib.sha1(data).hexdigest(), size=len(data))
+    if first_line > 1:  # a content digest chained over appends, as the whole file would be read only once
+        appended = data[part.resume_size - part.resume_offset :]
+        row.update(sha1=hashlib.sha1(bytes.fromhex(part.resume_digest) + appended).hexdigest(), resumed_from=first_line)
+    else:
+        row.update(sha1=hashlib.sha1(data).hexdigest())
+    row["size"] = start_offset + len(data)
     if (refusal := _refusal(data)) is not None:
-        return {**row, "error": refusal}, columns
+        return {**row, "error": refusal, "resumed_from": 0}, columns
     lines = data.decode("utf-8").split("\n")
     if lines and lines[-1] == "":
         lines.pop()
-    turns = parse_part(lines, markers)
+    turns = [replace(t, line_start=t.line_start + first_line - 1, line_end=t.line_end + first_line - 1) for t in parse_part(lines, markers)]
     texts = [t.text for t in turns]
     columns.update(
         id=[f"{part.path}:{t.line_start}" for t in turns],
@@ -154,8 +194,11 @@ def read_part(memory_dir: Path, part: PartFile, markers: Mapping[str, str] = DEF
         hash=[text_hash(t) for t in texts],
         path=[part.path] * len(turns),
     )
+    last = turns[-1].line_start - first_line if turns else 0  # the last turn, in this read's lines
+    offset = len("\n".join(lines[:last]).encode("utf-8")) + (1 if last else 0)
+    row.update(resume_offset=start_offset + offset, resume_line=first_line + last, resume_sha1=hashlib.sha1(data[offset:]).hexdigest())
     words, feelings = describe("\n".join(texts))
-    row.update(lines=len(lines), words=_counts(dict(words.most_common(TOP_WORDS_PER_PART))), emotions=_counts(feelings))
+    row.update(lines=first_line - 1 + len(lines), words=_counts(dict(words.most_common(TOP_WORDS_PER_PART))), emotions=_counts(feelings))
     return row, columns
 
 
@@ -200,6 +243,34 @@ def _load(path: Path, schema: pa.Schema) -> pa.Table:
         except (OSError, pa.ArrowInvalid):
             pass  # a broken state file means a full replay, never a failed one
     return schema.empty_table()
+
+
+def _with_resume(part: PartFile, previous: dict | None) -> PartFile:
+    """part, told where its last read ended when it may only have grown in place since."""
+    if previous is None or previous["error"] or previous["inode"] != part.inode or part.size <= previous["size"] or previous["resume_offset"] < 0:
+        return part
+    return replace(
+        part,
+        resume_offset=previous["resume_offset"],
+        resume_line=previous["resume_line"],
+        resume_sha1=previous["resume_sha1"],
+        resume_size=previous["size"],
+        resume_digest=previous["sha1"],
+    )
+
+
+def _describe_again(parts: pa.Table, turns: pa.Table, paths: set[str]) -> pa.Table:
+    """Words and feelings of parts read in pieces, from all their turns."""
+    texts: dict[str, list[str]] = {}
+    for path, text in zip(turns.column("path").to_pylist(), turns.column("text").to_pylist()):
+        if path in paths:
+            texts.setdefault(path, []).append(text)
+    rows = parts.to_pylist()
+    for row in rows:
+        if row["path"] in paths:
+            words, feelings = describe("\n".join(texts.get(row["path"], [])))
+            row.update(words=_counts(dict(words.most_common(TOP_WORDS_PER_PART))), emotions=_counts(feelings))
+    return pa.Table.from_pylist(rows, schema=PART_SCHEMA)
 
 
 def _fill_carried(speakers: list[str], days: list[str], users: list[str], parts: list[int]) -> list[str]:
@@ -251,6 +322,8 @@ def replay(
     to_read = [p for p in changed if p.mtime_ns <= settled_before]
     pending = sorted(p.path for p in changed if p.mtime_ns > settled_before)
     stale = {p.path for p in to_read} | (set(known) - current)
+    previous = {row["path"]: row for row in old_parts.filter(pc.is_in(old_parts.column("path"), pa.array([p.path for p in to_read], pa.string()))).to_pylist()}
+    to_read = [_with_resume(p, previous.get(p.path)) for p in to_read]
 
     read = reader(memory_dir, to_read, markers) if to_read else READ_SCHEMA.empty_table()
     new_turns_rows = pa.Table.from_struct_array(read.column("turns").combine_chunks().flatten()) if read.num_rows else None
@@ -259,13 +332,18 @@ def replay(
     )
     parts = parts.sort_by([("day", "ascending"), ("user", "ascending"), ("part", "ascending")])
 
-    kept_old = old_turns.filter(pa.array([p not in stale for p in old_turns.column("path").to_pylist()], pa.bool_())).select(TURN_SCHEMA.names)
+    # A part read from where it was left keeps its turns from before that line.
+    resumed = {p: line for p, line in zip(read.column("path").to_pylist(), read.column("resumed_from").to_pylist()) if line}
+    keep = [p not in stale or line < resumed.get(p, 0) for p, line in zip(old_turns.column("path").to_pylist(), old_turns.column("line_start").to_pylist())]
+    kept_old = old_turns.filter(pa.array(keep, pa.bool_())).select(TURN_SCHEMA.names)
     pieces = [kept_old] + ([new_turns_rows.select(TURN_SCHEMA.names).cast(TURN_SCHEMA)] if new_turns_rows is not None else [])
     turns = pa.concat_tables(pieces).sort_by([("day", "ascending"), ("user", "ascending"), ("part", "ascending"), ("line_start", "ascending")])
     columns = {c: turns.column(c).to_pylist() for c in ("speaker", "day", "user", "part")}
     turns = turns.set_column(turns.schema.get_field_index("speaker"), "speaker", pa.array(_fill_carried(*columns.values()), pa.string()))
     duplicate_of = _mark_duplicates(turns)
     turns = turns.append_column("duplicate_of", pa.array(duplicate_of, pa.string()))
+    if resumed:
+        parts = _describe_again(parts, turns, set(resumed))
 
     # The lexical index holds the turns that are not duplicates; only the difference is written.
     index = LexicalIndex(index_dir / "lexical", fresh=force or old_turns.num_rows == 0)
@@ -288,12 +366,13 @@ def replay(
     insight = build_insight(parts, turns, unreadable_folders)
     for temporary, final in staged:
         os.replace(temporary, final)
-    lines_read = sum(read.column("lines").to_pylist())
+    lines_read = sum(n - max(start - 1, 0) for n, start in zip(read.column("lines").to_pylist(), read.column("resumed_from").to_pylist()))
     seconds = time.perf_counter() - started
     insight["pending"] = pending
     insight["last_replay"] = {
         "parts_read": len(to_read),
         "parts_removed": len(set(known) - current),
+        "parts_resumed": len(resumed),  # grown in place: read from their last turn on
         "lines_read": lines_read,
         "seconds": round(seconds, 3),
         "lines_per_second": round(lines_read / seconds) if seconds > 0 else None,
@@ -323,13 +402,15 @@ def build_insight(parts: pa.Table, turns: pa.Table, unreadable_folders: list[dic
             feelings[e["key"]] += e["count"]
             feelings_by_day.setdefault(p["day"], Counter())[e["key"]] += e["count"]
     speakers: Counter = Counter()
+    speaker_lines: Counter = Counter()
     duplicates = 0
-    for day, speaker, duplicate in zip(*(turns.column(c).to_pylist() for c in ("day", "speaker", "duplicate_of"))):
+    for day, speaker, duplicate, start, end in zip(*(turns.column(c).to_pylist() for c in ("day", "speaker", "duplicate_of", "line_start", "line_end"))):
         if duplicate is not None:
             duplicates += 1
             continue
         by_day[day]["turns"] += 1
         speakers[speaker] += 1
+        speaker_lines[speaker] += end - start + 1
     top = top_terms_by_day(words_by_day)
     for day, figures in by_day.items():
         figures["top_terms"] = top.get(day, [])
@@ -344,6 +425,7 @@ def build_insight(parts: pa.Table, turns: pa.Table, unreadable_folders: list[dic
         "turns": sum(speakers.values()),
         "duplicates_dropped": duplicates,
         "turns_by_speaker": dict(speakers.most_common()),
+        "lines_by_speaker": dict(speaker_lines.most_common()),  # marker lines included
         "emotions": dict(feelings.most_common()),
         "skipped": skipped,
         "by_day": {d: by_day[d] for d in days},

@@ -72,6 +72,7 @@ def test_replay_makes_the_turns_table_with_citations_and_cleaned_text(memory, tm
     assert insight["parts"] == 4 and insight["first_day"] == "day0901" and insight["last_day"] == "day0902"
     assert insight["by_day"]["day0901"]["lines"] == 4 + 4 + 7
     assert insight["turns_by_speaker"] == {"assistant": 4, "user": 3}
+    assert insight["lines_by_speaker"] == {"assistant": 2 + 1 + 2 + 7, "user": 2 + 1 + 2}
     assert insight["emotions"]["fear"] == 1 and insight["emotions"]["joy"] >= 1
     assert "모카" in insight["by_day"]["day0901"]["top_terms"]
     assert json.loads((index / "insight.json").read_text(encoding="utf-8")) == insight
@@ -93,7 +94,9 @@ def test_a_second_replay_reads_nothing_and_a_touched_part_only_itself(memory, tm
     path = memory / "day0901/origin/part2.txt"
     path.write_text(path.read_text(encoding="utf-8") + "나의 말:\n다음 주에 부산으로 출장을 가\n", encoding="utf-8")
     insight = replay(memory, index)
-    assert insight["last_replay"]["parts_read"] == 1 and insight["last_replay"]["lines_read"] == 6
+    # part2 grew in place: read from its last turn (line 3) on, not from the start.
+    assert insight["last_replay"]["parts_read"] == 1 and insight["last_replay"]["parts_resumed"] == 1
+    assert insight["last_replay"]["lines_read"] == 4
     assert searchable(index, "부산 출장")[0] == "day0901/origin/part2.txt:5"
     assert "day0901/origin/part1.txt:1" in ids(index)  # untouched parts keep their turns
 
@@ -122,14 +125,14 @@ def test_bad_parts_are_skipped_and_reported_while_the_rest_completes(memory, tmp
     write(memory, "day0903/origin/part1.txt", b"\xed\xa0\x80 broken \xff")
     write(memory, "day0903/origin/part2.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00")
     write(memory, "day0903/origin/part3.txt", "나의 말:\n읽을 수 없는 파일\n")
-    real = Path.read_bytes
+    real = Path.open
 
-    def read_bytes(self):
-        if self.name == "part3.txt":
+    def open_(self, *args, **kwargs):
+        if self.name == "part3.txt" and self.parent.parent.name == "day0903":
             raise PermissionError(13, "Permission denied")
-        return real(self)
+        return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    monkeypatch.setattr(Path, "open", open_)
     index = tmp_path / "index"
     insight = replay(memory, index)
     reasons = {s["path"]: s["reason"] for s in insight["skipped"]}
@@ -189,3 +192,40 @@ def test_a_part_still_being_written_waits_for_the_next_replay(memory, tmp_path):
     os.utime(part, (old, old))
     insight = replay(memory, index, settle_s=60)
     assert insight["pending"] == [] and searchable(index, "쓰는 중인 문장") == ["day0902/minji/part1.txt:1"]
+
+
+def test_a_part_appended_to_again_and_again_is_read_from_where_it_was_left(memory, tmp_path):
+    index = tmp_path / "index"
+    replay(memory, index)
+    path = memory / "day0902/minji/part1.txt"  # 나의 말: / 내일 시험이라 너무 불안해
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write("시험 범위는 3단원까지야\n")  # the open turn goes on
+    insight = replay(memory, index)
+    assert insight["last_replay"]["lines_read"] == 3  # its only turn starts at line 1: all of it
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write("에코의 말:\n잘 될 거예요, 응원해요!\n")
+    insight = replay(memory, index)
+    assert insight["last_replay"]["lines_read"] == 5  # from the last turn (line 1) on: it may have gone on
+    rows = [t for t in turns(index) if t["path"] == "day0902/minji/part1.txt"]
+    assert [(t["line_start"], t["line_end"], t["speaker"], t["text"]) for t in rows] == [
+        (1, 3, "user", "내일 시험이라 너무 불안해\n시험 범위는 3단원까지야"),
+        (4, 5, "echo", "잘 될 거예요, 응원해요!"),
+    ]
+    assert insight["by_day"]["day0902"]["lines"] == 5 and searchable(index, "3단원") == ["day0902/minji/part1.txt:1"]
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write("나의 말:\n고마워\n")
+    insight = replay(memory, index)
+    assert insight["last_replay"]["parts_resumed"] == 1 and insight["last_replay"]["lines_read"] == 4  # from line 4, Echo's turn
+    assert [t["line_start"] for t in turns(index) if t["path"] == "day0902/minji/part1.txt"] == [1, 4, 6]
+    assert insight["turns"] == replay(memory, tmp_path / "fresh")["turns"]  # the same as reading it whole
+
+
+def test_a_part_rewritten_in_place_is_read_whole(memory, tmp_path):
+    index = tmp_path / "index"
+    replay(memory, index)
+    path = memory / "day0902/minji/part1.txt"
+    with path.open("r+", encoding="utf-8") as handle:  # same file, its old text changed, and longer
+        handle.write("나의 말:\n내일 면접이라 조금 떨려\n더 길어진 글\n")
+    insight = replay(memory, index)
+    assert insight["last_replay"]["parts_resumed"] == 0 and insight["last_replay"]["parts_read"] == 1
+    assert searchable(index, "면접") == ["day0902/minji/part1.txt:1"] and searchable(index, "시험") == []
