@@ -215,6 +215,23 @@ def search_command(config_file, memory, index, query, k, mode, user, as_json, qu
         click.echo(f"{m.score:8.4f}  {m.path}:{m.line_start}-{m.line_end}  {m.day} {m.user}/{m.speaker}  {first}")
 
 
+@main.command("plan")
+@click.option("--config", "-c", "config_file", envvar=CONFIG_ENV, help=f"YAML config (default: ${CONFIG_ENV} or configs/default.yaml).")
+@click.option("--gpu-gb", type=click.FloatRange(1, 10_000), default=48.0, show_default=True, help="The GPU's memory in GB (an A40: 48).")
+def plan_command(config_file: str | None, gpu_gb: float) -> None:
+    """Will the circuits fit on one GPU? Read from the GGUF headers, weights never loaded."""
+    from core.plan import PlanError, plan, render
+
+    try:
+        result = plan(load_config(config_file), int(gpu_gb * 10**9))
+    except (ConfigError, PlanError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(render(result))
+    if not result.fits:
+        click.echo("Fix: fewer GPU layers (n_gpu_layers), a shorter n_ctx, a smaller quantization, or a bigger GPU.", err=True)
+        sys.exit(1)
+
+
 def _report_when_ready(health_url: str, stop: threading.Event, timeout_s: float = 600) -> None:
     """Print each circuit's state until all are ready, one failed, or Echo is stopping."""
     deadline, last = time.monotonic() + timeout_s, None

@@ -1,0 +1,101 @@
+"""`plan` from GGUF headers: real shapes written by the tests (no weights), and the embedded model."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from core.config import embedded_model_path, load_config
+from core.plan import GiB, PlanError, kv_cache_bytes, plan, plan_circuit, read_shape, render
+from echo_cli import main
+from tests.fakes import make_config
+from tests.gguf_fakes import DEEPSEEK_CODER_6_7B, LLAMA_3_8B, MIXTRAL_8X7B, write_fake_gguf
+
+A40_BYTES = 48 * 10**9
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("llm_models")
+    shapes = {"emotion": MIXTRAL_8X7B, "creation": DEEPSEEK_CODER_6_7B, "self": LLAMA_3_8B}
+    paths, sizes = {}, {}
+    for circuit, shape in shapes.items():
+        paths[circuit] = folder / f"{circuit}.Q4_K_M.gguf"
+        sizes[circuit] = write_fake_gguf(paths[circuit], shape)
+    return paths, sizes
+
+
+def a40(tmp_path, paths, n_ctx=4096, **overrides):
+    circuit = {"n_gpu_layers": -1, "num_gpus": 0.33, "n_ctx": n_ctx, "role_prompt": "r"}
+    circuits = {name: {**circuit, "model": str(path)} for name, path in paths.items()}
+    for name, extra in overrides.items():
+        circuits[name].update(extra)
+    return make_config(tmp_path, circuits=circuits)
+
+
+def test_weights_are_the_tensor_bytes_and_the_kv_cache_follows_the_formula(models, tmp_path):
+    paths, sizes = models
+    shape = read_shape(paths["emotion"])
+    assert (shape.architecture, shape.layers, shape.kv_heads, shape.head_size, shape.experts) == ("llama", 32, 8, 128, 8)
+    config = a40(tmp_path, paths)
+    for name in ("emotion", "creation", "self"):
+        shape = read_shape(paths[name])
+        result = plan_circuit(name, config.circuits[name], shape, paths[name].name)
+        assert result.weights == sum(size for tensor, size in sizes[name].items() if tensor != "token_embd.weight")
+        assert result.kv_cache == 2 * 32 * shape.kv_heads * 128 * 4096 * 2
+    # deepseek-coder has no grouped-query attention: four times Llama-3's KV cache.
+    assert kv_cache_bytes(read_shape(paths["creation"]), 32, 4096) == 4 * kv_cache_bytes(read_shape(paths["self"]), 32, 4096)
+
+
+def test_the_three_a40_models_fit_at_4k_and_mixtral_is_flagged_for_its_share(models, tmp_path):
+    result = plan(a40(tmp_path, models[0]), A40_BYTES)
+    assert result.fits and 35 * GiB < result.total < A40_BYTES
+    mixtral, *others = result.warnings
+    assert mixtral.startswith("emotion: needs 5") and "asks Ray for num_gpus 0.33" in mixtral and "could pack more" in mixtral
+    assert [w.split(":")[0] for w in others] == ["creation", "self"] and all("reserves 0.33" in w for w in others)
+    table = render(result)
+    assert "fits" in table and "emotion.Q4_K_M.gguf" in table
+
+
+def test_a_config_that_cannot_fit_is_refused_by_the_cli(models, tmp_path):
+    too_long = a40(tmp_path, models[0], n_ctx=32768)
+    result = plan(too_long, A40_BYTES)
+    assert not result.fits and "DOES NOT FIT" in render(result)
+    config_file = tmp_path / "big.yaml"
+    import yaml
+
+    config_file.write_text(yaml.safe_dump(too_long.model_dump(mode="json"), allow_unicode=True), encoding="utf-8")
+    refused = CliRunner().invoke(main, ["plan", "--config", str(config_file), "--gpu-gb", "48"])
+    assert refused.exit_code == 1 and "DOES NOT FIT" in refused.output
+    roomy = CliRunner().invoke(main, ["plan", "--config", str(config_file), "--gpu-gb", "141"])
+    assert roomy.exit_code == 0 and "fits" in roomy.output
+
+
+def test_partial_offload_counts_only_the_last_layers(models, tmp_path):
+    paths, sizes = models
+    config = a40(tmp_path, paths, self={"n_gpu_layers": 8})
+    result = plan_circuit("self", config.circuits["self"], read_shape(paths["self"]), "x")
+    expected = sum(size for tensor, size in sizes["self"].items() if tensor.startswith("blk.") and int(tensor.split(".")[1]) >= 24)
+    assert result.gpu_layers == 8 and result.weights == expected
+    cpu = a40(tmp_path, paths, self={"n_gpu_layers": 0, "num_gpus": 0})
+    assert plan_circuit("self", cpu.circuits["self"], read_shape(paths["self"]), "x").total == 0
+
+
+def test_the_embedded_model_is_planned_from_its_real_header(tmp_path):
+    shape = read_shape(embedded_model_path())
+    assert (shape.layers, shape.heads, shape.kv_heads, shape.embedding, shape.vocab) == (30, 9, 3, 576, 49152)
+    assert abs(shape.weight_bytes - embedded_model_path().stat().st_size) < 2 * 2**20  # the file is its tensors plus a header
+    config = load_config()
+    result = plan(config, A40_BYTES)
+    assert [c.gpu_layers for c in result.circuits] == [0, 0, 0] and result.fits  # the default runs on the CPU
+
+
+def test_a_missing_or_corrupt_model_is_a_clear_error(tmp_path):
+    with pytest.raises(PlanError, match="no model file at .*fix: put the GGUF there"):
+        read_shape(tmp_path / "missing.gguf")
+    (tmp_path / "bad.gguf").write_bytes(b"GGUF\x03\x00\x00\x00 cut off")
+    with pytest.raises(PlanError, match="is not a readable GGUF file"):
+        read_shape(tmp_path / "bad.gguf")
+    (tmp_path / "text.gguf").write_text("hello", encoding="utf-8")
+    with pytest.raises(PlanError, match="is not a GGUF file"):
+        read_shape(tmp_path / "text.gguf")
