@@ -232,6 +232,39 @@ def plan_command(config_file: str | None, gpu_gb: float) -> None:
         sys.exit(1)
 
 
+@main.command("doctor")
+@click.option("--config", "-c", "config_file", envvar=CONFIG_ENV, help=f"YAML config (default: ${CONFIG_ENV} or configs/default.yaml).")
+@click.option("--address", envvar="RAY_ADDRESS", help="The Ray cluster Echo will join (default: none, it starts one).")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), default=8080, show_default=True, envvar="ECHO_METRICS_PORT")
+def doctor_command(config_file: str | None, address: str | None, metrics_port: int) -> None:
+    """Check the tree, models, memory, manifest, token, ports and Ray: can Echo start?"""
+    from core.config import REPO_ROOT
+    from core.doctor import diagnose
+
+    findings = diagnose(REPO_ROOT, config_file, address, metrics_port)
+    marks = {"ok": "ok   ", "warn": "WARN ", "error": "ERROR"}
+    for finding in findings:
+        click.echo(f"{marks[finding.level]} {finding.what}" + (f"\n      fix: {finding.fix}" if finding.fix else ""))
+    errors = sum(f.level == "error" for f in findings)
+    warnings = sum(f.level == "warn" for f in findings)
+    click.echo(f"{errors} errors, {warnings} warnings: " + ("Echo cannot start until the errors are fixed" if errors else "Echo can start"))
+    sys.exit(1 if errors else 0)
+
+
+@main.command("package")
+@click.option("--out", "out", default="dist/echo.zip", show_default=True, help="Where to write the zip.")
+@click.option("--with-memory", is_flag=True, help="Also pack memory/ (the owner's conversations: private).")
+def package_command(out: str, with_memory: bool) -> None:
+    """Build the zip to upload to a RunPod pod: the same tree gives the same bytes."""
+    from core.config import REPO_ROOT
+    from core.package import build_package, package_files
+
+    total = len(package_files(REPO_ROOT, with_memory))
+    with click.progressbar(length=total, label="packing", file=sys.stderr) as bar:
+        packed = build_package(REPO_ROOT, Path(out).resolve(), with_memory, on_file=lambda _: bar.update(1))
+    click.echo(f"{packed.path}: {packed.files} files, {packed.size / 1024:.0f} KiB" + (" (memory/ included: keep it private)" if with_memory else ""))
+
+
 def _report_when_ready(health_url: str, stop: threading.Event, timeout_s: float = 600) -> None:
     """Print each circuit's state until all are ready, one failed, or Echo is stopping."""
     deadline, last = time.monotonic() + timeout_s, None
