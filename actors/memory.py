@@ -98,8 +98,8 @@ class MemoryActor:
                     "last_replay": insight["last_replay"],
                 }
                 _measure_replay(insight, "boot" if first else "update")
-                if insight["pending"]:  # parts still being written: look again once they settle
-                    threading.Timer(SETTLE_S, self._changed.set).start()
+                if insight["pending"]:  # parts still being written: look again (they settle meanwhile)
+                    threading.Timer(0.05, self._changed.set).start()
             except Exception as exc:
                 log.exception("memory replay failed")
                 self.replay_state = {"state": "failed", "reason": f"{type(exc).__name__}: {exc}"}
@@ -114,8 +114,8 @@ class MemoryActor:
         total = len(engine.turns["hash"])
         self.embedding_state = {"state": "embedding", "embedded": engine.embedded(), "turns": total}
         try:
-            # Small batches: a save or a new part interrupts within a fraction of a second.
-            engine.embed_pending(batch=8, chunk=256, stop=self._changed)
+            # Small batches: a save or a new part interrupts within about a tenth of a second.
+            engine.embed_pending(batch=4, chunk=256, stop=self._changed)
         except Exception as exc:
             log.exception("embedding failed")
             self.embedding_state = {"state": "failed", "reason": f"{type(exc).__name__}: {exc}"}

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
@@ -65,9 +66,12 @@ class MemorySearch:
         table = pq.read_table(path) if path.is_file() else None
         if table is not None:
             table = table.filter(pc.is_null(table.column("duplicate_of"))).select(columns)
+        if table is None:
+            table = pa.schema([(c, pa.string()) for c in columns]).empty_table()
         with self._lock:
             self.lexical = lexical
-            self.turns = {c: (table.column(c).to_pylist() if table is not None else []) for c in columns}
+            self.table = table  # the rest of each turn is read only for the turns found
+            self.turns = {c: table.column(c).to_pylist() for c in ("id", "user", "hash")}
             self.row_of = {turn_id: row for row, turn_id in enumerate(self.turns["id"])}
             self._matrix = None
 
@@ -89,7 +93,7 @@ class MemorySearch:
         if self.embedder is None or self.vectors is None:
             return 0
         with self._lock:
-            text_of = dict(zip(self.turns["hash"], self.turns["text"]))
+            text_of = dict(zip(self.turns["hash"], self.table.column("text").to_pylist()))
         todo = self.vectors.missing(text_of)
         done = 0
         for start in range(0, len(todo), chunk):
@@ -111,8 +115,8 @@ class MemorySearch:
         return done
 
     def _memory(self, row: int, score: float) -> Memory:
-        t = self.turns
-        return Memory(t["path"][row], t["line_start"][row], t["line_end"][row], t["day"][row], t["user"][row], t["speaker"][row], t["text"][row], round(score, 6))
+        t = self.table.slice(row, 1).to_pylist()[0]
+        return Memory(t["path"], t["line_start"], t["line_end"], t["day"], t["user"], t["speaker"], t["text"], round(score, 6))
 
     def lexical_ranking(self, query: str, k: int, user: str | None) -> list[tuple[int, float]]:
         if self.lexical is None:

@@ -282,14 +282,15 @@ def _fill_carried(speakers: list[str], days: list[str], users: list[str], parts:
     return filled
 
 
-def _mark_duplicates(table: pa.Table) -> list[str | None]:
-    """For every turn, the id of the first identical turn (same user, speaker, text), or None."""
-    first: dict[tuple, str] = {}
-    out: list[str | None] = []
-    for turn_id, user, speaker, digest in zip(*(table.column(c).to_pylist() for c in ("id", "user", "speaker", "hash"))):
-        owner = first.setdefault((user, speaker, digest), turn_id)
-        out.append(None if owner == turn_id else owner)
-    return out
+def _mark_duplicates(table: pa.Table) -> pa.Array:
+    """For every turn (in table order), the id of the first identical turn (same user,
+    speaker, text), or null for that first one."""
+    numbered = table.select(["id", "user", "speaker", "hash"]).append_column("row", pa.array(range(table.num_rows), pa.int64()))
+    firsts = numbered.group_by(["user", "speaker", "hash"], use_threads=False).aggregate([("row", "min")])
+    owners = numbered.join(firsts, ["user", "speaker", "hash"]).sort_by("row")  # each turn with its group's first row
+    first_rows = owners.column("row_min")
+    first_ids = pc.take(table.column("id"), first_rows)
+    return pc.if_else(pc.equal(owners.column("row"), first_rows), pa.nulls(table.num_rows, pa.string()), first_ids)
 
 
 def replay(
@@ -341,7 +342,7 @@ def replay(
     columns = {c: turns.column(c).to_pylist() for c in ("speaker", "day", "user", "part")}
     turns = turns.set_column(turns.schema.get_field_index("speaker"), "speaker", pa.array(_fill_carried(*columns.values()), pa.string()))
     duplicate_of = _mark_duplicates(turns)
-    turns = turns.append_column("duplicate_of", pa.array(duplicate_of, pa.string()))
+    turns = turns.append_column("duplicate_of", duplicate_of)
     if resumed:
         parts = _describe_again(parts, turns, set(resumed))
 
@@ -349,14 +350,14 @@ def replay(
     index = LexicalIndex(index_dir / "lexical", fresh=force or old_turns.num_rows == 0)
     fresh = index.created
     was = set() if fresh else {i for i, d in zip(old_turns.column("id").to_pylist(), old_turns.column("duplicate_of").to_pylist()) if d is None}
-    now_rows = [i for i, d in enumerate(duplicate_of) if d is None]
+    now_rows = pc.indices_nonzero(pc.is_null(duplicate_of)).to_pylist()
     ids = turns.column("id").to_pylist()
     read_ids = set(new_turns_rows.column("id").to_pylist()) if new_turns_rows is not None else set()
     add_rows = [r for r in now_rows if ids[r] in read_ids or ids[r] not in was]
     now_ids = {ids[r] for r in now_rows}
-    users, texts = turns.column("user").to_pylist(), turns.column("text").to_pylist()
+    adding = turns.take(pa.array(add_rows, pa.int64())).select(["id", "user", "text"])
     index.update(
-        ({"id": ids[r], "user": users[r], "text": texts[r]} for r in add_rows),
+        adding.to_pylist(),
         delete=sorted(was - now_ids),
         upsert=not fresh,
         threads=2 if len(add_rows) > 1000 else 1,
