@@ -20,7 +20,7 @@ import ray
 
 from actors import metrics
 from core.config import EchoConfig
-from core.dense import load_embedder
+from core.dense import choose_embedder
 from core.memory_store import append_exchange, exchange_lines, repair_torn_parts
 from core.recall import MemorySearch
 from pipelines.replay import boot_memory_loop
@@ -68,13 +68,7 @@ class MemoryActor:
 
     def _index_loop(self) -> None:
         c = self.config
-        embedder = None
-        if c.recall.embedding_model != "off":
-            try:
-                embedder = load_embedder(c.recall.embedding_model, c.recall.embedding_threads, c.recall.embedding_n_gpu_layers)
-            except Exception as exc:  # search stays lexical; /health says why
-                self.embedding_state = {"state": "failed", "reason": f"{type(exc).__name__}: {exc}"}
-                log.error("embedding model not loaded: %s", exc)
+        embedder = self._load_embedder()
         first = True
         while True:
             try:
@@ -109,10 +103,18 @@ class MemoryActor:
             self._changed.wait()
             self._changed.clear()
 
+    def _load_embedder(self):
+        embedder, state = choose_embedder(self.config.recall)
+        if state:
+            self.embedding_state = state
+            log.warning("embeddings: %s", state.get("fallback") or state.get("reason"))
+        return embedder
+
     def _embed(self) -> None:
         engine = self.search_engine
         total = len(engine.turns["hash"])
-        self.embedding_state = {"state": "embedding", "embedded": engine.embedded(), "turns": total}
+        fallback = {"fallback": self.embedding_state["fallback"]} if "fallback" in self.embedding_state else {}
+        self.embedding_state = {"state": "embedding", "embedded": engine.embedded(), "turns": total, **fallback}
         try:
             # Small batches: a save or a new part interrupts within about a tenth of a second.
             engine.embed_pending(batch=4, chunk=256, stop=self._changed)
@@ -121,7 +123,7 @@ class MemoryActor:
             self.embedding_state = {"state": "failed", "reason": f"{type(exc).__name__}: {exc}"}
             return
         done = engine.embedded()
-        self.embedding_state = {"state": "ready" if done >= total else "paused", "embedded": done, "turns": total}
+        self.embedding_state = {"state": "ready" if done >= total else "paused", "embedded": done, "turns": total, **fallback}
         metrics.memory_turns().set(done, tags={"kind": "embedded"})
 
     # -- reading ---------------------------------------------------------------------

@@ -114,3 +114,21 @@ class VectorStore:
         if not rows:
             return np.zeros(0, dtype=np.int64), np.zeros((0, 1), dtype=np.float32)
         return np.array(rows), np.stack([self.vectors[hashes[i]] for i in rows])
+
+
+def choose_embedder(recall) -> tuple[Embedder | None, dict]:
+    """The configured embedding model (recall: core.config.RecallConfig), and what /health
+    should say when it is not the one in use: the bundled e5 on the CPU stands in for a
+    model that cannot load (a GGUF not downloaded yet); None leaves search lexical."""
+    if recall.embedding_model == "off":
+        return None, {}
+    try:
+        return load_embedder(recall.embedding_model, recall.embedding_threads, recall.embedding_n_gpu_layers), {}
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+    if recall.embedding_model != EMBEDDED_E5:
+        try:
+            return load_embedder(EMBEDDED_E5, recall.embedding_threads), {"state": "starting", "fallback": f"{EMBEDDED_E5} on the CPU, because {reason}"}
+        except Exception as exc:
+            reason += f"; {EMBEDDED_E5}: {type(exc).__name__}: {exc}"
+    return None, {"state": "failed", "reason": reason}

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from core.auth import ENABLE_HINT, TOKEN_ENV
 from core.config import ConfigError, EchoConfig, config_path, load_config, resolve_model_path
+from core.dense import EMBEDDED_E5
 from core.identity import ManifestError, load_identity
 from core.memory_store import part_number
 from core.plan import PlanError, read_shape
@@ -59,6 +60,9 @@ def check_models(config: EchoConfig) -> list[Finding]:
             found.append(Finding("error", f"circuit {name}: {exc}"))  # the message says how to fix it
             continue
         found.append(Finding("ok", f"circuit {name}: {path.name} ({shape.architecture}, {shape.layers} layers, {path.stat().st_size / 2**30:.1f} GiB)"))
+    embedding = config.recall.embedding_model
+    if embedding not in ("off", EMBEDDED_E5) and not Path(embedding).expanduser().is_file():
+        found.append(Finding("warn", f"no embedding model at {embedding}: memory is embedded with the bundled e5-small on the CPU instead", f"put the GGUF there or set recall.embedding_model: {EMBEDDED_E5}"))
     return found
 
 

@@ -116,7 +116,8 @@ def test_without_a_gpu_fractions_resolve_to_zero_and_say_so():
     config = load_config(A40)
     fitted, notes = fit_to_hardware(config, gpus_available=0)
     assert all(c.num_gpus == 0 and c.n_gpu_layers == 0 for c in fitted.circuits.values())
-    assert len(notes) == 1 and "no GPU found" in notes[0] and "emotion, creation, self" in notes[0]
+    assert "no GPU found" in notes[0] and "emotion, creation, self" in notes[0]
+    assert notes[1].startswith("no GPU found: memory embeddings run on the CPU") and fitted.recall.embedding_num_gpus == 0
     same, notes = fit_to_hardware(config, gpus_available=1)
     assert same == config and notes == []
 

@@ -111,3 +111,14 @@ def test_a_gguf_embedding_model_through_llama_cpp_gives_unit_vectors(tmp_path):
     assert embedder.query("cat").shape == (576,)
     with pytest.raises(FileNotFoundError, match="recall.embedding_model = '/nope.gguf': no file at /nope.gguf"):
         load_embedder("/nope.gguf")
+
+
+def test_a_missing_gguf_embedding_model_falls_back_to_the_bundled_e5(tmp_path):
+    from core.config import RecallConfig
+    from core.dense import choose_embedder
+
+    embedder, state = choose_embedder(RecallConfig(embedding_model=str(tmp_path / "e5.gguf"), embedding_n_gpu_layers=-1))
+    assert isinstance(embedder, E5Embedder) and state["fallback"].startswith("embedded:e5-small on the CPU, because FileNotFoundError")
+    assert choose_embedder(RecallConfig(embedding_model="off")) == (None, {})
+    embedder, state = choose_embedder(RecallConfig())
+    assert isinstance(embedder, E5Embedder) and state == {}
