@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -70,6 +71,69 @@ def serve_command(config_file: str | None, host: str | None, port: int | None, a
         serve.delete("echo") if address else serve.shutdown()  # leave a shared cluster's other apps alone
     finally:
         ray.shutdown()
+
+
+@main.command("ask")
+@click.argument("prompt")
+@click.option("--url", default="http://127.0.0.1:8000", show_default=True, envvar="ECHO_URL", help="Where Echo listens.")
+@click.option("--user", help="Whose conversation this is (default: origin with the token, else guest).")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole answer as JSON at the end instead of streaming text.")
+def ask_command(prompt: str, url: str, user: str | None, as_json: bool) -> None:
+    """Ask a running Echo; the reply streams to the terminal. The owner's token comes from
+    $ECHO_ORIGIN_TOKEN, never from the command line."""
+    from core.openai_api import ConcatOrder
+
+    payload = {"prompt": prompt, "stream": True, **({"user": user} if user else {})}
+    headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+    if token := origin_token():
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(f"{url.rstrip('/')}/api/ask", data=json.dumps(payload).encode("utf-8"), headers=headers)
+    try:
+        response = urllib.request.urlopen(request, timeout=600)
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.load(exc)["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = f"HTTP {exc.code}"
+        raise click.ClickException(message) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot reach Echo at {url} ({getattr(exc, 'reason', exc)}): start it with `make serve`, or pass --url") from None
+    order, name, printed, live = ConcatOrder(), None, False, False
+    with response:
+        for raw in response:
+            line = raw.decode("utf-8").rstrip("\n")
+            if line.startswith("event: "):
+                name = line[len("event: "):]
+                continue
+            if not line.startswith("data: "):
+                continue
+            event = json.loads(line[len("data: "):])
+            if name == "error":
+                raise click.ClickException(event["error"]["message"])
+            if as_json:
+                if name == "done":
+                    click.echo(json.dumps(event, ensure_ascii=False, indent=1))
+                continue
+            piece = ""
+            if name == "start":
+                live = event.get("merge") == "concat"  # a synthesized reply is not the drafts: it comes whole
+            elif not live and name in ("token", "circuit_done", "circuit_failed"):
+                continue
+            elif name == "token":
+                piece = order.token(event["circuit"], event["text"])
+            elif name in ("circuit_done", "circuit_failed"):
+                piece = order.finish(event["circuit"], name == "circuit_done")
+            elif name == "done":
+                if not printed:
+                    click.echo(event["reply"], nl=False)
+                click.echo()
+                for memory in event.get("memories") or []:
+                    click.echo(f"  remembered: {memory['day']} {memory['path']}:{memory['line_start']}-{memory['line_end']}", err=True)
+                if event.get("failed"):
+                    click.echo(f"  degraded: {', '.join(event['failed'])} failed", err=True)
+            if piece:
+                click.echo(piece, nl=False)
+                printed = True
 
 
 @main.command("restore")

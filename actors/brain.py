@@ -41,6 +41,16 @@ class HandleCircuit:
             response.cancel()  # a timed-out caller stops the replica's generation too
             raise
 
+    async def stream(self, messages: Messages, **options: Any):
+        tokens = self.handle.options(stream=True).stream.remote(messages, **options)
+        try:
+            async for item in tokens:
+                yield item
+        except RayTaskError as exc:
+            raise exc.cause if isinstance(exc.cause, Exception) else RuntimeError(str(exc).splitlines()[-1]) from None
+        finally:
+            tokens.cancel()  # stopped early (a timeout, a client gone): the replica stops generating
+
     async def state(self) -> dict:
         return await self.handle.state.remote()
 

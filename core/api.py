@@ -7,11 +7,12 @@ from typing import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException
 
 from core.brain import AskError, Brain
+from core.openai_api import add_openai_routes
 
 USER_PATTERN = r"^[A-Za-z0-9가-힣_][A-Za-z0-9가-힣_.-]{0,63}$"
 
@@ -26,6 +27,7 @@ class AskRequest(BaseModel):
         description="Whose conversation this is (a folder name under memory/dayMMDD/). "
         "Defaults to 'origin' with the owner's token, else 'guest'.",
     )
+    stream: bool = Field(False, description="Answer as server-sent events: each circuit's start and tokens, then the reply.")
 
 
 def error(status: int, code: str, message: str, **extra) -> JSONResponse:
@@ -39,7 +41,7 @@ def describe_validation(exc: ValidationError | RequestValidationError) -> str:
         if item["type"] == "missing":
             problems.append(f"{where} is required")
         elif item["type"] == "extra_forbidden":
-            problems.append(f"{where} is not a known field (send only prompt and user)")
+            problems.append(f"{where} is not a known field (send only prompt, user and stream)")
         elif item["type"] == "string_pattern_mismatch":
             problems.append(f"{where} must be 1-64 letters, digits, '_', '-' or '.', not starting with '.' or '-'")
         else:
@@ -70,7 +72,8 @@ def create_api(get_brain: Callable[[], Brain]) -> FastAPI:
     async def root() -> dict:
         # Answers as soon as the ingress runs, while the models may still be loading.
         return {"name": "Echo", "status": "up", "health": "/health", "ask": "POST /api/ask", "docs": "/docs",
-                "memory_search": "GET /api/memory/search?q=...", "insights": "GET /api/insights"}
+                "memory_search": "GET /api/memory/search?q=...", "insights": "GET /api/insights",
+                "openai": "/v1/models, /v1/chat/completions"}
 
     @api.get("/health", summary="What is ready, loading or failed")
     async def health() -> dict:
@@ -114,10 +117,38 @@ def create_api(get_brain: Callable[[], Brain]) -> FastAPI:
             req = AskRequest.model_validate(data)
         except ValidationError as exc:
             return error(422, "invalid_request", describe_validation(exc))
+        authorization = request.headers.get("authorization")
+        if req.stream:
+            return await _stream(brain.stream_ask(req.prompt, user=req.user, authorization=authorization))
         try:
-            result = await brain.ask(req.prompt, user=req.user, authorization=request.headers.get("authorization"))
+            result = await brain.ask(req.prompt, user=req.user, authorization=authorization)
         except AskError as exc:
             return JSONResponse(exc.body(), status_code=exc.status)
         return JSONResponse(result)
 
+    add_openai_routes(api, get_brain)
     return api
+
+
+def _event(event: dict) -> str:
+    name = event["event"]
+    data = {k: v for k, v in event.items() if k != "event"}
+    return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+async def _stream(events) -> Response:
+    """Server-sent events from Brain.stream_ask; bad input is still a plain 4xx JSON answer."""
+    try:
+        first = await events.__anext__()
+    except AskError as exc:
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    async def body():
+        yield _event(first)
+        try:
+            async for event in events:
+                yield _event(event)
+        except AskError as exc:  # every circuit failed
+            yield _event({"event": "error", **exc.body()})
+
+    return StreamingResponse(body(), media_type="text/event-stream")

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, AsyncIterator, Callable, Mapping, Protocol
 
 from core import auth
 from core.config import CIRCUIT_NAMES, EchoConfig
@@ -30,6 +30,8 @@ RECALL_TIMEOUT_S = 3.0
 
 class Circuit(Protocol):
     async def generate(self, messages: Messages, **options: Any) -> Completion: ...
+
+    def stream(self, messages: Messages, **options: Any) -> AsyncIterator[dict]: ...  # {"token"}..., {"done"}
 
     async def state(self) -> dict: ...
 
@@ -137,6 +139,10 @@ class Brain:
             outcome = await self.create_project(prompt, user, origin)
         else:
             outcome = await self.answer_with_circuits(prompt, user, origin)
+        return await self._finish(prompt, outcome, started)
+
+    async def _finish(self, prompt: str, outcome: Outcome, started: float) -> dict:
+        """Save the exchange; the response body."""
         saved = await self._save(outcome.user, prompt, outcome.reply)
         answer = {
             "reply": outcome.reply,
@@ -153,6 +159,65 @@ class Brain:
         if self.on_answer is not None:
             self.on_answer(answer)
         return answer
+
+    async def stream_ask(self, prompt: str, user: str | None = None, authorization: str | None = None) -> AsyncIterator[dict]:
+        """ask(), as events while it happens: {"event": "start"} (route, user, memories), then
+        per circuit "circuit_start", "token" (text) and "circuit_done" or "circuit_failed",
+        then "done" with everything ask() returns. Identity and project requests have no
+        circuit events. AskError comes before the first event for bad input, and after the
+        circuit events when every circuit failed."""
+        started = time.perf_counter()
+        self.identity.refresh()
+        prompt = self.check_prompt(prompt)
+        requested = user
+        user, origin = self.resolve_user(user, authorization)
+        if classify(prompt) != "circuits":
+            body = await self.ask(prompt, requested, authorization)
+            yield {"event": "start", "route": body["route"], "user": body["user"], "merge": None, "memories": []}
+            yield {"event": "done", **body}
+            return
+        memories = await self.recall(prompt, user, origin)
+        yield {"event": "start", "route": "circuits", "user": user, "merge": self.config.merge, "memories": [m.as_dict() for m in memories]}
+        queue: asyncio.Queue = asyncio.Queue()
+        content = self._question(prompt, memories)
+
+        async def run(name: str) -> None:
+            await queue.put({"event": "circuit_start", "circuit": name})
+            messages = [{"role": "system", "content": self.system_prompt(name)}, {"role": "user", "content": content}]
+            timeout = self.config.circuits[name].timeout_s
+            completion = None
+            try:
+                async with asyncio.timeout(timeout):
+                    async for item in self.circuits[name].stream(messages):
+                        if "token" in item:
+                            await queue.put({"event": "token", "circuit": name, "text": item["token"]})
+                        else:
+                            completion = Completion.from_dict(item["done"])
+                if completion is None or not completion.text:
+                    raise ValueError("answered with empty text")
+                await queue.put({"event": "circuit_done", "circuit": name, "completion": completion})
+            except TimeoutError:
+                await queue.put({"event": "circuit_failed", "circuit": name, "reason": f"TimeoutError: no answer within {timeout:g}s (circuits.{name}.timeout_s)"})
+            except Exception as exc:
+                await queue.put({"event": "circuit_failed", "circuit": name, "reason": describe_failure(exc)})
+
+        tasks = [asyncio.create_task(run(n)) for n in CIRCUIT_NAMES]
+        answers: dict[str, Completion] = {}
+        failed: dict[str, str] = {}
+        try:
+            while len(answers) + len(failed) < len(CIRCUIT_NAMES):
+                event = await queue.get()
+                if event["event"] == "circuit_done":
+                    answers[event["circuit"]] = event["completion"]
+                    event = {**event, "completion": event["completion"].as_dict()}
+                elif event["event"] == "circuit_failed":
+                    failed[event["circuit"]] = event["reason"]
+                yield event
+        finally:
+            for task in tasks:
+                task.cancel()  # a client that went away stops the circuits too
+        outcome = await self.merge(prompt, user, answers, failed, memories)
+        yield {"event": "done", **(await self._finish(prompt, outcome, started))}
 
     async def _save(self, user: str, prompt: str, reply: str) -> dict:
         try:
@@ -192,10 +257,14 @@ class Brain:
             return []
         return within_budget([Memory(**m) for m in found], r.budget_tokens)
 
+    @staticmethod
+    def _question(prompt: str, memories: list[Memory]) -> str:
+        # Memories go with the question, not the system prompt, whose evaluation llama.cpp reuses.
+        return f"{memory_block(memories)}\n\nQuestion: {prompt}" if memories else prompt
+
     async def fan_out(self, prompt: str, memories: list[Memory] = ()) -> tuple[dict[str, Completion], dict[str, str]]:
         """Ask every circuit at once; a failure or timeout leaves the others standing."""
-        # Memories go with the question, not the system prompt, whose evaluation llama.cpp reuses.
-        content = f"{memory_block(memories)}\n\nQuestion: {prompt}" if memories else prompt
+        content = self._question(prompt, memories)
 
         async def one(name: str) -> Completion:
             messages = [{"role": "system", "content": self.system_prompt(name)}, {"role": "user", "content": content}]
@@ -216,6 +285,10 @@ class Brain:
     async def answer_with_circuits(self, prompt: str, user: str, origin: bool = False) -> Outcome:
         memories = await self.recall(prompt, user, origin)
         answers, failed = await self.fan_out(prompt, memories)
+        return await self.merge(prompt, user, answers, failed, memories)
+
+    async def merge(self, prompt: str, user: str, answers: dict[str, Completion], failed: dict[str, str], memories: list[Memory]) -> Outcome:
+        """One reply from the circuits' answers (concat or synthesize); 503 when none answered."""
         if not answers:
             raise AskError(
                 503,

@@ -33,6 +33,10 @@ class Completion:
     def as_dict(self) -> dict:
         return {**asdict(self), "tokens_per_s": round(self.tokens_per_s, 2)}
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "Completion":
+        return cls(**{k: data[k] for k in ("text", "prompt_tokens", "completion_tokens", "latency_ms", "finish_reason")})
+
 
 class LlamaEngine:
     """A GGUF model loaded with llama-cpp-python, serialized by a lock."""

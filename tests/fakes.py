@@ -22,6 +22,16 @@ class FakeCircuit:
         text = self.text if self.text is not None else f"{self.name} says hi"
         return Completion(text=text, prompt_tokens=10, completion_tokens=3, latency_ms=self.delay * 1000, finish_reason="stop")
 
+    async def stream(self, messages, **options):
+        self.calls.append((messages, options))
+        if self.error is not None:
+            raise self.error
+        text = self.text if self.text is not None else f"{self.name} says hi"
+        for piece in text.split(" "):
+            await asyncio.sleep(self.delay / 4)
+            yield {"token": piece if piece == text.split(" ")[0] else f" {piece}"}
+        yield {"done": Completion(text=text, prompt_tokens=10, completion_tokens=3, latency_ms=self.delay * 1000, finish_reason="stop").as_dict()}
+
     async def state(self) -> dict:
         return {"state": "ready", "reason": None}
 

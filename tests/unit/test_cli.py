@@ -69,3 +69,19 @@ def test_search_says_what_is_missing(tmp_path):
     assert "give a QUERY, or --queries FILE" in runner.invoke(main, ["search", "--memory", str(tmp_path)]).output
     missing = runner.invoke(main, ["search", "x", "--memory", str(tmp_path / "nope")])
     assert missing.exit_code == 1 and "no memory folder at" in missing.output and "--memory DIR" in missing.output
+
+
+def test_every_command_has_help():
+    runner = CliRunner()
+    commands = ["serve", "ask", "replay", "search", "plan", "doctor", "package", "restore"]
+    listed = runner.invoke(main, ["--help"]).output
+    for command in commands:
+        assert command in listed
+        result = runner.invoke(main, [command, "--help"])
+        assert result.exit_code == 0 and "Usage:" in result.output, command
+
+
+def test_ask_without_a_server_says_how_to_start_one():
+    result = CliRunner().invoke(main, ["ask", "안녕", "--url", "http://127.0.0.1:9"])
+    assert result.exit_code == 1 and "cannot reach Echo at http://127.0.0.1:9" in result.output and "make serve" in result.output
+    assert "Traceback" not in result.output
