@@ -12,7 +12,8 @@ $(STAMP): pyproject.toml scripts/setup.sh
 serve: $(STAMP)  ## start Echo (configs/default.yaml, or CONFIG=configs/a40.yaml)
 	$(VENV)/bin/echo-server serve $(if $(CONFIG),--config $(CONFIG))
 
-test: $(STAMP)  ## the whole suite: unit tests, then end-to-end with Ray and SmolLM2
+test: $(STAMP)  ## the whole suite: unit tests, then end-to-end with Ray, SmolLM2 and a headless Chromium
+	bash scripts/browser.sh
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)  ## print the serving figures (README "Benchmarks")

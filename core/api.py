@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException
 
 from core.brain import AskError, Brain
 from core.openai_api import add_openai_routes
 
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 USER_PATTERN = r"^[A-Za-z0-9가-힣_][A-Za-z0-9가-힣_.-]{0,63}$"
 
 
@@ -67,11 +70,14 @@ def create_api(get_brain: Callable[[], Brain]) -> FastAPI:
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         return error(422, "invalid_request", describe_validation(exc))
 
+    # The chat page: static files, no build step.
+    api.mount("/ui", StaticFiles(directory=WEB_DIR, html=True), name="ui")
+
     @api.head("/", include_in_schema=False)
     @api.get("/", summary="Echo is up")
     async def root() -> dict:
         # Answers as soon as the ingress runs, while the models may still be loading.
-        return {"name": "Echo", "status": "up", "health": "/health", "ask": "POST /api/ask", "docs": "/docs",
+        return {"name": "Echo", "status": "up", "health": "/health", "ask": "POST /api/ask", "docs": "/docs", "chat": "/ui/",
                 "memory_search": "GET /api/memory/search?q=...", "insights": "GET /api/insights",
                 "openai": "/v1/models, /v1/chat/completions"}
 

@@ -20,6 +20,7 @@ INCLUDED = (
     "core",
     "actors",
     "pipelines",
+    "web",
     "configs",
     "manifest",
     "scripts",

@@ -46,6 +46,7 @@ FILLER = [
     ("회의 자료 정리하는 거 도와줄래?", "네, 목차부터 같이 잡아볼까요?\n1. 배경\n2. 결과\n3. 다음 단계"),
     ("Can you explain what a closure is?", "A closure is a function that keeps the variables of the scope it was made in."),
     ("주말에 비 온대", "그럼 실내에서 할 만한 걸 찾아볼까요?"),
+    ("도와줘서 정말 고마워, 행복해", "저도 기뻐요!"),
 ]
 
 

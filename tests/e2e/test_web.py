@@ -1,0 +1,100 @@
+"""The chat page in a real headless Chromium (Debian's, driven by Selenium): Korean typed
+and answered with the circuits' drafts, the insights chart. Screenshots are kept as test
+artifacts in test-artifacts/."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from core.config import REPO_ROOT
+
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not (CHROMIUM and DRIVER):
+        pytest.skip("Debian's chromium and chromium-driver are not installed (`make test` installs them where apt-get can)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,1000", "--lang=ko-KR"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    driver.set_script_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def screenshot(browser, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    browser.save_screenshot(str(path))
+    return path
+
+
+def wait(browser, condition, timeout: float = 180):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser, timeout, poll_frequency=0.2).until(lambda _: condition())
+
+
+def test_a_korean_message_gets_a_streamed_reply_with_the_circuits_drafts(echo, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    browser.get(f"{echo.url}/ui/")
+    browser.find_element(By.ID, "token").send_keys(echo.token)
+    prompt = browser.find_element(By.ID, "prompt")
+    prompt.send_keys("안녕")
+    # Enter while an IME is still composing ends the composition: nothing may be sent.
+    browser.execute_script(
+        "const p = document.getElementById('prompt');"
+        "p.dispatchEvent(new CompositionEvent('compositionstart'));"
+        "p.dispatchEvent(new KeyboardEvent('keydown', {key: 'Enter', isComposing: true, bubbles: true, cancelable: true}));"
+        "p.dispatchEvent(new CompositionEvent('compositionend', {data: '녕'}));"
+    )
+    assert browser.find_elements(By.CSS_SELECTOR, "#log .exchange") == []
+    prompt.send_keys(", 오늘 기분이 어때?")
+    prompt.send_keys(Keys.ENTER)
+    exchange = wait(browser, lambda: (e := browser.find_elements(By.CSS_SELECTOR, "#log .exchange")) and e[0])
+    assert exchange.find_element(By.CSS_SELECTOR, ".you").text == "안녕, 오늘 기분이 어때?"
+    seen_partial = wait(browser, lambda: exchange.find_element(By.CSS_SELECTOR, ".reply").text, timeout=120)
+    assert seen_partial  # text arrived while the circuits were still answering or just after
+    wait(browser, lambda: all("done" in d.get_attribute("class") or "failed" in d.get_attribute("class")
+                              for d in exchange.find_elements(By.CSS_SELECTOR, "details.circuit")))
+    wait(browser, lambda: exchange.find_element(By.CSS_SELECTOR, ".status").text == "")
+    for summary in exchange.find_elements(By.CSS_SELECTOR, "details.circuit summary"):
+        summary.click()  # open the three drafts
+    drafts = {d.get_attribute("data-circuit"): d.find_element(By.TAG_NAME, "pre").text for d in exchange.find_elements(By.CSS_SELECTOR, "details.circuit")}
+    assert set(drafts) == {"self", "emotion", "creation"} and all(drafts.values())
+    reply = exchange.find_element(By.CSS_SELECTOR, ".reply").text
+    assert drafts["self"].strip()[:20] in reply  # concat: the reply starts from the self circuit's draft
+    assert screenshot(browser, "chat.png").stat().st_size > 10_000
+    assert browser.execute_script("return sessionStorage.getItem('echo-token')") == echo.token
+    assert browser.execute_script("return localStorage.length") == 0  # the token stays in this tab
+
+
+def test_the_insights_view_draws_lines_per_day_and_the_feelings(echo, browser):
+    from selenium.webdriver.common.by import By
+
+    from tests.e2e.test_memory import memory_ready
+
+    memory_ready(echo)
+    browser.get(f"{echo.url}/ui/")
+    browser.execute_script("sessionStorage.setItem('echo-token', arguments[0])", echo.token)
+    browser.refresh()
+    browser.find_element(By.ID, "show-insights").click()
+    chart = browser.find_element(By.ID, "lines-chart")
+    wait(browser, lambda: int(chart.get_attribute("data-bars") or 0) > 0, timeout=30)
+    assert int(chart.get_attribute("data-bars")) >= 3 and int(chart.get_attribute("data-max")) > 0
+    assert "parts" in browser.find_element(By.ID, "insights-summary").text
+    feelings = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#emotions li")]
+    assert any(f.startswith("gratitude: ") for f in feelings) and any(f.startswith("joy: ") for f in feelings)
+    assert screenshot(browser, "insights.png").stat().st_size > 5_000

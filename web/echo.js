@@ -1,0 +1,180 @@
+// Echo's chat page: plain JavaScript, no build step. Streams /api/ask (server-sent events
+// over fetch), shows each circuit's draft in its own panel and the memories used, and draws
+// the insights. The owner token lives only in this tab's sessionStorage.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const tokenInput = $("token");
+tokenInput.value = sessionStorage.getItem("echo-token") || "";
+tokenInput.addEventListener("input", () => sessionStorage.setItem("echo-token", tokenInput.value));
+
+function headers() {
+  const h = { "Content-Type": "application/json" };
+  if (tokenInput.value) h.Authorization = `Bearer ${tokenInput.value}`;
+  return h;
+}
+
+// ---- chat --------------------------------------------------------------------------
+
+const prompt = $("prompt");
+let composing = false; // Korean (and any IME) input: Enter ends the composition, not the message
+prompt.addEventListener("compositionstart", () => { composing = true; });
+prompt.addEventListener("compositionend", () => { composing = false; });
+prompt.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing && !composing && event.keyCode !== 229) {
+    event.preventDefault();
+    $("ask").requestSubmit();
+  }
+});
+
+$("ask").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const text = prompt.value.trim();
+  if (!text) return;
+  prompt.value = "";
+  $("send").disabled = true;
+  try {
+    await ask(text);
+  } finally {
+    $("send").disabled = false;
+    prompt.focus();
+  }
+});
+
+async function ask(text) {
+  const view = $("exchange").content.firstElementChild.cloneNode(true);
+  view.querySelector(".you").textContent = text;
+  $("log").append(view);
+  const reply = view.querySelector(".reply");
+  const status = view.querySelector(".status");
+  const panel = (name) => view.querySelector(`details[data-circuit="${name}"]`);
+  status.textContent = "…";
+  let response;
+  try {
+    response = await fetch("/api/ask", { method: "POST", headers: headers(), body: JSON.stringify({ prompt: text, stream: true }) });
+  } catch (error) {
+    status.textContent = `Echo cannot be reached: ${error}`;
+    return;
+  }
+  if (!response.ok) {
+    const body = await response.json().catch(() => ({}));
+    status.textContent = body.error ? body.error.message : `HTTP ${response.status}`;
+    return;
+  }
+  const order = ["self", "emotion", "creation"];
+  const drafts = { self: "", emotion: "", creation: "" };
+  let merge = null;
+  const show = () => { // with concat the reply grows as the drafts do
+    if (merge === "concat") reply.textContent = order.map((n) => drafts[n]).filter(Boolean).join("\n\n");
+  };
+  for await (const [name, data] of events(response)) {
+    if (name === "start") {
+      merge = data.merge;
+      status.textContent = data.route === "circuits" ? "the circuits are answering…" : "";
+      showMemories(view, data.memories || []);
+    } else if (name === "circuit_start") {
+      panel(data.circuit).classList.add("running");
+    } else if (name === "token") {
+      drafts[data.circuit] += data.text;
+      panel(data.circuit).querySelector("pre").textContent = drafts[data.circuit];
+      show();
+    } else if (name === "circuit_done" || name === "circuit_failed") {
+      const p = panel(data.circuit);
+      p.classList.remove("running");
+      p.classList.add(name === "circuit_done" ? "done" : "failed");
+      if (data.reason) p.querySelector("pre").textContent += `\n[${data.reason}]`;
+    } else if (name === "done") {
+      reply.textContent = data.reply;
+      status.textContent = data.degraded ? `degraded: ${Object.keys(data.failed).join(", ")} failed` : "";
+      if (data.memories) showMemories(view, data.memories);
+    } else if (name === "error") {
+      status.textContent = data.error.message;
+    }
+  }
+}
+
+async function* events(response) { // server-sent events from a fetch body
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += decoder.decode(value, { stream: true });
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      let name = "message", data = "";
+      for (const line of block.split("\n")) {
+        if (line.startsWith("event: ")) name = line.slice(7);
+        else if (line.startsWith("data: ")) data += line.slice(6);
+      }
+      if (data) yield [name, JSON.parse(data)];
+    }
+  }
+}
+
+function showMemories(view, memories) {
+  const list = view.querySelector(".memories ul");
+  list.replaceChildren(...memories.map((m) => {
+    const item = document.createElement("li");
+    item.textContent = `${m.day} · ${m.path}:${m.line_start}-${m.line_end} · ${m.speaker}: ${m.text}`;
+    return item;
+  }));
+  view.querySelector(".memories summary").textContent = `memories (${memories.length})`;
+}
+
+// ---- insights ----------------------------------------------------------------------
+
+$("show-chat").addEventListener("click", () => switchTo("chat"));
+$("show-insights").addEventListener("click", () => switchTo("insights"));
+
+function switchTo(view) {
+  $("chat-view").hidden = view !== "chat";
+  $("insights-view").hidden = view !== "insights";
+  $("show-chat").classList.toggle("active", view === "chat");
+  $("show-insights").classList.toggle("active", view === "insights");
+  if (view === "insights") loadInsights();
+}
+
+async function loadInsights() {
+  const status = $("insights-status");
+  status.textContent = "loading…";
+  const response = await fetch("/api/insights", { headers: headers() });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    status.textContent = body.error ? body.error.message : `HTTP ${response.status}`;
+    return;
+  }
+  status.textContent = "";
+  $("insights-summary").textContent =
+    `${body.parts} parts, ${body.lines} lines, ${body.turns} turns, ${body.first_day} – ${body.last_day}` +
+    (body.skipped.length ? `, ${body.skipped.length} parts skipped` : "");
+  const days = Object.entries(body.by_day);
+  drawBars($("lines-chart"), days.map(([day]) => day.slice(3)), days.map(([, d]) => d.lines));
+  const feelings = Object.entries(body.emotions);
+  $("emotions").replaceChildren(...(feelings.length ? feelings : [["no feeling words found yet", ""]]).map(([name, count]) => {
+    const item = document.createElement("li");
+    item.textContent = count === "" ? name : `${name}: ${count}`;
+    return item;
+  }));
+}
+
+function drawBars(canvas, labels, values) {
+  const ctx = canvas.getContext("2d");
+  const { width, height } = canvas;
+  ctx.clearRect(0, 0, width, height);
+  const max = Math.max(1, ...values);
+  const step = width / Math.max(1, values.length);
+  ctx.font = "10px sans-serif";
+  values.forEach((value, i) => {
+    const h = (height - 30) * (value / max);
+    ctx.fillStyle = "#4a7bd0";
+    ctx.fillRect(i * step + 2, height - 20 - h, Math.max(2, step - 4), h);
+    ctx.fillStyle = "#333";
+    if (values.length <= 40 || i % 2 === 0) ctx.fillText(labels[i], i * step + 2, height - 6);
+  });
+  canvas.dataset.bars = String(values.length); // for tests and screen readers: what was drawn
+  canvas.dataset.max = String(max);
+}
