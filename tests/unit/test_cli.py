@@ -85,3 +85,12 @@ def test_ask_without_a_server_says_how_to_start_one():
     result = CliRunner().invoke(main, ["ask", "안녕", "--url", "http://127.0.0.1:9"])
     assert result.exit_code == 1 and "cannot reach Echo at http://127.0.0.1:9" in result.output and "make serve" in result.output
     assert "Traceback" not in result.output
+
+
+def test_replay_says_what_is_missing(tmp_path):
+    result = CliRunner().invoke(main, ["replay", "--memory", str(tmp_path / "nope"), "--inline"])
+    assert result.exit_code == 1 and "no memory folder at" in result.output and "Traceback" not in result.output
+    broken = tmp_path / "echo.yaml"
+    broken.write_text("port: not-a-number\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["replay", "--config", str(broken), "--inline"])
+    assert result.exit_code == 1 and "port = 'not-a-number'" in result.output
