@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import threading
 import time
 from datetime import datetime, timezone
@@ -29,6 +30,7 @@ log = logging.getLogger("echo.memory")
 
 NAMESPACE = "echo"
 SETTLE_S = 0.25  # a part written this recently may still be being written: it waits
+UPDATE_INTERVAL_S = 0.3  # at most about three index updates a second
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=8)
@@ -42,6 +44,7 @@ class MemoryActor:
             log.warning("memory repaired at start: %s", report)
         self._write = threading.Lock()  # one exchange at a time into memory/
         self._changed = threading.Event()  # memory/ has lines the index has not seen
+        self._whole: dict[str, tuple[int, int]] = {}  # parts as this actor's saves left them
         self.search_engine: MemorySearch | None = None
         self.replay_state: dict = {"state": "starting"}
         self.boot_replay: dict | None = None
@@ -57,6 +60,8 @@ class MemoryActor:
             receipt = append_exchange(
                 c.memory_dir, user, lines, datetime.now(timezone.utc), c.timezone, c.part_lines, c.backup_dir, c.markers
             )
+            stat = (c.memory_dir / receipt.path).stat()
+            self._whole[receipt.path] = (stat.st_size, stat.st_mtime_ns)  # written and fsynced: no need to wait
         self._changed.set()  # the index thread takes the new lines in
         return receipt.as_dict()
 
@@ -67,6 +72,11 @@ class MemoryActor:
         self._changed.set()
 
     def _index_loop(self) -> None:
+        # Indexing and embedding yield the CPU to the circuits answering (Linux: per thread).
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        except (AttributeError, OSError):
+            pass
         c = self.config
         embedder = self._load_embedder()
         first = True
@@ -75,7 +85,9 @@ class MemoryActor:
                 self.replay_state = {**self.replay_state, "state": "replaying" if first else "updating"}
                 # The whole memory at first boot (only what changed since the last one), then only
                 # what changed; Ray Data reads when there are many parts, this thread when few.
-                insight = boot_memory_loop(c.memory_dir, c.index_dir, markers=c.markers, settle_s=SETTLE_S, on_read=_measure_lag)
+                insight = boot_memory_loop(
+                    c.memory_dir, c.index_dir, markers=c.markers, settle_s=SETTLE_S, whole=dict(self._whole), on_read=_measure_lag
+                )
                 if self.search_engine is None:
                     self.search_engine = MemorySearch(c.index_dir, embedder)
                 else:
@@ -92,8 +104,8 @@ class MemoryActor:
                     "last_replay": insight["last_replay"],
                 }
                 _measure_replay(insight, "boot" if first else "update")
-                if insight["pending"]:  # parts still being written: look again (they settle meanwhile)
-                    threading.Timer(0.05, self._changed.set).start()
+                if insight["pending"]:  # parts still being written: look again once they settle
+                    threading.Timer(insight["settles_in_s"] + 0.01, self._changed.set).start()
             except Exception as exc:
                 log.exception("memory replay failed")
                 self.replay_state = {"state": "failed", "reason": f"{type(exc).__name__}: {exc}"}
@@ -101,6 +113,9 @@ class MemoryActor:
             if embedder is not None and self.search_engine is not None and not self._changed.is_set():
                 self._embed()
             self._changed.wait()
+            # Saves come in bursts (every answer is one): wait a moment so that one update
+            # takes several in, instead of the index thread competing with every answer.
+            time.sleep(UPDATE_INTERVAL_S)
             self._changed.clear()
 
     def _load_embedder(self):

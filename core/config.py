@@ -103,7 +103,7 @@ class EchoConfig(Strict):
     memory_dir: Path = Path("memory")
     backup_dir: Path = Path("memory_backup")  # every save is mirrored here; `echo-server restore` reads it
     quarantine_dir: Path = Path("memory_quarantine")  # cut-off bytes found at start are set aside here
-    index_dir: Path = Path("memory_index")  # what replay makes of memory/: turns, search index, insight.json
+    index_dir: Path = Path("memory_index")  # what replay makes of memory/; unset: beside memory_dir, "<name>_index"
     manifest_dir: Path = Path("manifest")
     projects_dir: Path = Path("origin/projects")
     timezone: str = "Asia/Seoul"
@@ -185,12 +185,10 @@ def parse_config(data: Any, source: str = "<config>", base_dir: Path | None = No
         lines = "\n  ".join(_describe(e) for e in exc.errors())
         raise ConfigError(f"{source} is not a valid Echo config:\n  {lines}") from None
     base = (base_dir or Path.cwd()).resolve()
-    return config.model_copy(
-        update={
-            name: (base / getattr(config, name)).resolve()
-            for name in ("memory_dir", "backup_dir", "quarantine_dir", "index_dir", "manifest_dir", "projects_dir")
-        }
-    )
+    paths = {name: (base / getattr(config, name)).resolve() for name in ("memory_dir", "backup_dir", "quarantine_dir", "index_dir", "manifest_dir", "projects_dir")}
+    if "index_dir" not in data:  # the index follows its memory: memory -> memory_index, /data/talks -> /data/talks_index
+        paths["index_dir"] = paths["memory_dir"].with_name(f"{paths['memory_dir'].name}_index")
+    return config.model_copy(update=paths)
 
 
 def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:

@@ -301,6 +301,7 @@ def replay(
     reader: Reader = read_parts,
     markers: Mapping[str, str] = DEFAULT_MARKERS,
     settle_s: float = 0.0,
+    whole: Mapping[str, tuple[int, int]] | None = None,
     on_read: Callable[[list[PartFile]], object] | None = None,
 ) -> dict:
     """Bring index_dir up to date with memory_dir; returns the insight (also in insight.json).
@@ -308,8 +309,10 @@ def replay(
     Only parts whose size or mtime changed since the last replay are read (all with force);
     parts that are gone are removed. A part that cannot be read is skipped and reported.
     A part written less than settle_s ago may still be being written: it is left for a
-    later replay and listed under "pending", so nothing is read half-written. on_read is
-    told which parts were read once they are searchable.
+    later replay and listed under "pending" (with "settles_in_s"), so nothing is read
+    half-written; whole maps the paths of parts known to be complete (Echo's own saves) to
+    their (size, mtime_ns): those need no waiting. on_read is told which parts were read
+    once they are searchable.
     """
     started = time.perf_counter()
     index_dir.mkdir(parents=True, exist_ok=True)
@@ -319,9 +322,12 @@ def replay(
     known = {p["path"]: (p["size"], p["mtime_ns"]) for p in old_parts.select(["path", "size", "mtime_ns"]).to_pylist()}
     current = {p.path for p in found}
     changed = [p for p in found if known.get(p.path) != (p.size, p.mtime_ns)]
-    settled_before = time.time_ns() - int(settle_s * 1e9)
-    to_read = [p for p in changed if p.mtime_ns <= settled_before]
-    pending = sorted(p.path for p in changed if p.mtime_ns > settled_before)
+    now = time.time_ns()
+    settled_before = now - int(settle_s * 1e9)
+    whole = whole or {}
+    to_read = [p for p in changed if p.mtime_ns <= settled_before or whole.get(p.path) == (p.size, p.mtime_ns)]
+    waiting = [p for p in changed if p not in to_read]
+    pending = sorted(p.path for p in waiting)
     stale = {p.path for p in to_read} | (set(known) - current)
     previous = {row["path"]: row for row in old_parts.filter(pc.is_in(old_parts.column("path"), pa.array([p.path for p in to_read], pa.string()))).to_pylist()}
     to_read = [_with_resume(p, previous.get(p.path)) for p in to_read]
@@ -370,6 +376,7 @@ def replay(
     lines_read = sum(n - max(start - 1, 0) for n, start in zip(read.column("lines").to_pylist(), read.column("resumed_from").to_pylist()))
     seconds = time.perf_counter() - started
     insight["pending"] = pending
+    insight["settles_in_s"] = round(max((p.mtime_ns - settled_before) / 1e9 for p in waiting), 3) if waiting else 0.0
     insight["last_replay"] = {
         "parts_read": len(to_read),
         "parts_removed": len(set(known) - current),

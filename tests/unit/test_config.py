@@ -134,3 +134,9 @@ def test_markers_need_a_user_and_an_echo_speaker(tmp_path):
     with pytest.raises(ConfigError, match="markers = .*needs a marker for the speaker 'user' and one for 'echo'"):
         make_config(tmp_path, markers={"Q:": "user", "A:": "assistant"})
     assert make_config(tmp_path, markers={"Q:": "user", "A:": "echo"}).markers == {"Q:": "user", "A:": "echo"}
+
+
+def test_the_index_follows_the_memory_unless_it_is_set(tmp_path):
+    assert make_config(tmp_path).index_dir == (tmp_path / "memory_index").resolve()
+    assert make_config(tmp_path, memory_dir=str(tmp_path / "talks")).index_dir == (tmp_path / "talks_index").resolve()
+    assert make_config(tmp_path, index_dir=str(tmp_path / "idx")).index_dir == (tmp_path / "idx").resolve()

@@ -229,3 +229,16 @@ def test_a_part_rewritten_in_place_is_read_whole(memory, tmp_path):
     insight = replay(memory, index)
     assert insight["last_replay"]["parts_resumed"] == 0 and insight["last_replay"]["parts_read"] == 1
     assert searchable(index, "면접") == ["day0902/minji/part1.txt:1"] and searchable(index, "시험") == []
+
+
+def test_a_part_known_to_be_whole_needs_no_waiting(memory, tmp_path):
+    index = tmp_path / "index"
+    replay(memory, index)
+    part = memory / "day0902/minji/part1.txt"
+    part.write_text("나의 말:\n방금 저장한 대화\n", encoding="utf-8")
+    stat = part.stat()
+    insight = replay(memory, index, settle_s=60, whole={"day0902/minji/part1.txt": (stat.st_size, stat.st_mtime_ns)})
+    assert insight["pending"] == [] and searchable(index, "방금 저장한") == ["day0902/minji/part1.txt:1"]
+    part.write_text("나의 말:\n남이 쓰는 중인 대화\n", encoding="utf-8")  # changed since: it waits again
+    insight = replay(memory, index, settle_s=60, whole={"day0902/minji/part1.txt": (stat.st_size, stat.st_mtime_ns)})
+    assert insight["pending"] == ["day0902/minji/part1.txt"] and 59 < insight["settles_in_s"] <= 60
