@@ -30,7 +30,7 @@ log = logging.getLogger("echo.memory")
 
 NAMESPACE = "echo"
 SETTLE_S = 0.25  # a part written this recently may still be being written: it waits
-UPDATE_INTERVAL_S = 0.3  # at most about three index updates a second
+UPDATE_INTERVAL_S = 0.15  # index updates take in bursts of saves together
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=8)
@@ -72,11 +72,6 @@ class MemoryActor:
         self._changed.set()
 
     def _index_loop(self) -> None:
-        # Indexing and embedding yield the CPU to the circuits answering (Linux: per thread).
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        except (AttributeError, OSError):
-            pass
         c = self.config
         embedder = self._load_embedder()
         first = True
@@ -111,7 +106,11 @@ class MemoryActor:
                 self.replay_state = {"state": "failed", "reason": f"{type(exc).__name__}: {exc}"}
             first = False
             if embedder is not None and self.search_engine is not None and not self._changed.is_set():
-                self._embed()
+                # In a thread of its own at the lowest CPU priority: the background work yields
+                # to the circuits answering; index updates (this thread) keep their priority.
+                embedding = threading.Thread(target=self._embed, name="memory-embed", daemon=True)
+                embedding.start()
+                embedding.join()
             self._changed.wait()
             # Saves come in bursts (every answer is one): wait a moment so that one update
             # takes several in, instead of the index thread competing with every answer.
@@ -126,6 +125,10 @@ class MemoryActor:
         return embedder
 
     def _embed(self) -> None:
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)  # Linux: this thread only
+        except (AttributeError, OSError):
+            pass
         engine = self.search_engine
         total = len(engine.turns["hash"])
         fallback = {"fallback": self.embedding_state["fallback"]} if "fallback" in self.embedding_state else {}
