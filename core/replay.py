@@ -322,11 +322,11 @@ def replay(
     known = {p["path"]: (p["size"], p["mtime_ns"]) for p in old_parts.select(["path", "size", "mtime_ns"]).to_pylist()}
     current = {p.path for p in found}
     changed = [p for p in found if known.get(p.path) != (p.size, p.mtime_ns)]
-    now = time.time_ns()
-    settled_before = now - int(settle_s * 1e9)
+    settled_before = time.time_ns() - int(settle_s * 1e9)
     whole = whole or {}
-    to_read = [p for p in changed if p.mtime_ns <= settled_before or whole.get(p.path) == (p.size, p.mtime_ns)]
-    waiting = [p for p in changed if p not in to_read]
+    to_read, waiting = [], []
+    for p in changed:
+        (to_read if p.mtime_ns <= settled_before or whole.get(p.path) == (p.size, p.mtime_ns) else waiting).append(p)
     pending = sorted(p.path for p in waiting)
     stale = {p.path for p in to_read} | (set(known) - current)
     previous = {row["path"]: row for row in old_parts.filter(pc.is_in(old_parts.column("path"), pa.array([p.path for p in to_read], pa.string()))).to_pylist()}
