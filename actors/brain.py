@@ -24,6 +24,11 @@ from core.llm import Completion, Messages
 log = logging.getLogger("ray.serve")
 
 
+def _cause(exc: RayTaskError) -> Exception:
+    # The remote code's own exception says what went wrong; Ray's wrapper only where.
+    return exc.cause if isinstance(exc.cause, Exception) else RuntimeError(str(exc).splitlines()[-1])
+
+
 class HandleCircuit:
     """core.brain.Circuit over a Serve deployment handle."""
 
@@ -35,8 +40,7 @@ class HandleCircuit:
         try:
             return await response
         except RayTaskError as exc:
-            # The replica's own exception says what went wrong; Ray's wrapper only where.
-            raise exc.cause if isinstance(exc.cause, Exception) else RuntimeError(str(exc).splitlines()[-1]) from None
+            raise _cause(exc) from None
         except BaseException:
             response.cancel()  # a timed-out caller stops the replica's generation too
             raise
@@ -47,7 +51,7 @@ class HandleCircuit:
             async for item in tokens:
                 yield item
         except RayTaskError as exc:
-            raise exc.cause if isinstance(exc.cause, Exception) else RuntimeError(str(exc).splitlines()[-1]) from None
+            raise _cause(exc) from None
         finally:
             tokens.cancel()  # stopped early (a timeout, a client gone): the replica stops generating
 
@@ -62,7 +66,10 @@ class ActorMemory:
         self.actor, self.watchdog = actor, watchdog
 
     async def save(self, user: str, prompt: str, reply: str) -> dict:
-        return await self.actor.save.remote(user, prompt, reply)
+        try:
+            return await self.actor.save.remote(user, prompt, reply)
+        except RayTaskError as exc:  # e.g. OSError: [Errno 28] No space left on device
+            raise _cause(exc) from None
 
     async def search(self, query: str, k: int, user: str | None, mode: str) -> list[dict]:
         return await self.actor.search.remote(query, k, user, mode)

@@ -45,6 +45,7 @@ class MemoryActor:
         self._write = threading.Lock()  # one exchange at a time into memory/
         self._changed = threading.Event()  # memory/ has lines the index has not seen
         self._whole: dict[str, tuple[int, int]] = {}  # parts as this actor's saves left them
+        self.saving: dict = {"state": "ok"}  # the last save's outcome, for /health
         self.search_engine: MemorySearch | None = None
         self.replay_state: dict = {"state": "starting"}
         self.boot_replay: dict | None = None
@@ -57,11 +58,24 @@ class MemoryActor:
         c = self.config
         lines = exchange_lines(prompt, reply, c.markers)
         with self._write:
-            receipt = append_exchange(
-                c.memory_dir, user, lines, datetime.now(timezone.utc), c.timezone, c.part_lines, c.backup_dir, c.markers
-            )
+            try:
+                receipt = append_exchange(
+                    c.memory_dir, user, lines, datetime.now(timezone.utc), c.timezone, c.part_lines, c.backup_dir, c.markers
+                )
+            except OSError as exc:  # a full disk, a read-only memory/: the brain marks the reply unsaved
+                self.saving = {
+                    "state": "failing",
+                    "reason": f"{type(exc).__name__}: {exc}",
+                    "fix": f"free space on, or make writable, the disk of {c.memory_dir}; replies are not saved until then",
+                    "since": self.saving.get("since") or _now(),
+                    "unsaved": self.saving.get("unsaved", 0) + 1,
+                }
+                raise
             stat = (c.memory_dir / receipt.path).stat()
             self._whole[receipt.path] = (stat.st_size, stat.st_mtime_ns)  # written and fsynced: no need to wait
+            self.saving = {"state": "ok", "last_saved": receipt.path}
+            if receipt.backup_error:
+                self.saving["backup"] = {"state": "failing", "reason": receipt.backup_error, "fix": f"check {c.backup_dir}"}
         self._changed.set()  # the index thread takes the new lines in
         return receipt.as_dict()
 
@@ -160,9 +174,14 @@ class MemoryActor:
         return {
             "state": "ready" if state in ("ready", "updating") else state,
             "repaired_at_start": self.repairs,
+            "saving": self.saving,
             "replay": self.replay_state,
             "embedding": self.embedding_state,
         }
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _measure_lag(parts: list) -> None:

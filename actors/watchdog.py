@@ -48,7 +48,7 @@ class WatchdogActor:
         self.memory = memory_actor(c)
         self.identity = IdentitySource(self.manifest_dir)
         self.events = {"memory": 0, "manifest": 0}
-        self.nudge = Coalescer(lambda: ray.get(self.memory.notify.remote()), name="nudge-memory")
+        self.nudge = Coalescer(self._nudge_memory, name="nudge-memory")
         self.observer = Observer()
         self.observer.schedule(_Handler(lambda p: is_memory_path(p, self.memory_dir), self._memory_changed), str(self.memory_dir), recursive=True)
         if self.manifest_dir.is_dir():
@@ -56,6 +56,13 @@ class WatchdogActor:
         self.observer.start()
         self.nudge.poke()  # catch up with whatever changed while nobody watched
         log.info("watching %s and %s", self.memory_dir, self.manifest_dir)
+
+    def _nudge_memory(self) -> None:
+        try:
+            ray.get(self.memory.notify.remote())
+        except (ray.exceptions.ActorUnavailableError, ray.exceptions.RayActorError):
+            # Restarting: it reconciles with the disk when it is back, so no nudge is lost.
+            log.warning("memory actor restarting; it catches up with memory/ when it is back")
 
     def _memory_changed(self) -> None:
         self.events["memory"] += 1

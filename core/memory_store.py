@@ -21,6 +21,7 @@ class SaveReceipt:
     line_start: int  # 1-based, inclusive
     line_end: int
     duplicate: bool = False  # the same exchange was already the last one saved
+    backup_error: str | None = None  # saved in memory/, but its mirror in backup_dir failed
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -63,16 +64,30 @@ def _last_part(folder: Path) -> tuple[int, list[str]]:
 
 
 def _append(path: Path, data: bytes) -> None:
-    """Append, flush and fsync; a torn last line is ended first, never glued to new text."""
+    """Append and fsync, all or nothing; a torn last line is ended first, never glued to new text.
+
+    A write that fails part-way (a full disk) is cut back off, so the part ends where it
+    did before: no half exchange is left for the next save to build on.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("ab+") as handle:
-        if handle.tell():
-            handle.seek(-1, os.SEEK_END)
-            if handle.read(1) != b"\n":
-                handle.write(b"\n")
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            data = b"\n" + data
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        except OSError:
+            try:
+                os.ftruncate(fd, size)
+            except OSError:
+                pass  # a read-only file system took nothing in the first place
+            raise
+    finally:
+        os.close(fd)
 
 
 def append_exchange(
@@ -105,16 +120,27 @@ def append_exchange(
     relative = folder / f"part{number}.txt"
     data = ("\n".join(lines) + "\n").encode("utf-8")
     _append(memory_dir / relative, data)
+    backup_error = None
     if backup_dir is not None:
-        _append(backup_dir / relative, data)
-    return SaveReceipt(path=str(relative), line_start=used + 1, line_end=used + len(lines))
+        try:
+            _append(backup_dir / relative, data)
+        except OSError as exc:  # the exchange is saved; only its spare copy is missing
+            backup_error = f"{type(exc).__name__}: {exc}"
+    return SaveReceipt(path=str(relative), line_start=used + 1, line_end=used + len(lines), backup_error=backup_error)
 
 
 def part_files(root: Path) -> list[Path]:
-    """Every part under root (dayMMDD/<user>/partN.txt), relative to root, in order."""
+    """Every part under root (dayMMDD/<user>/partN.txt), relative to root, in order.
+
+    Links are not followed, at any level: repair and restore write only inside root.
+    """
     if not root.is_dir():
         return []
-    found = [p.relative_to(root) for p in root.glob("*/*/part*.txt") if p.is_file() and part_number(p.name)]
+    found = [
+        p.relative_to(root)
+        for p in root.glob("*/*/part*.txt")
+        if part_number(p.name) and not any(q.is_symlink() for q in (p, p.parent, p.parent.parent)) and p.is_file()
+    ]
     return sorted(found, key=lambda p: (p.parts[0], p.parts[1], part_number(p.name)))
 
 

@@ -3,6 +3,8 @@
 import unicodedata
 from datetime import datetime, timezone
 
+import pytest
+
 from core.memory_store import append_exchange, day_folder, exchange_lines, part_files, repair_torn_parts, restore
 
 NOW = datetime(2026, 11, 24, 20, 0, tzinfo=timezone.utc)  # 05:00 on Nov 25 in Seoul
@@ -17,7 +19,7 @@ def test_an_exchange_is_saved_in_the_owner_format(tmp_path):
     receipt = append_exchange(tmp_path, "minji", exchange_lines("안녕?\n잘 지내?", "응, 잘 지내."), NOW, "Asia/Seoul")
     path = tmp_path / "day1125" / "minji" / "part1.txt"
     assert path.read_text(encoding="utf-8") == "나의 말:\n안녕?\n잘 지내?\n에코의 말:\n응, 잘 지내.\n"
-    assert receipt.as_dict() == {"path": "day1125/minji/part1.txt", "line_start": 1, "line_end": 5, "duplicate": False}
+    assert receipt.as_dict() == {"path": "day1125/minji/part1.txt", "line_start": 1, "line_end": 5, "duplicate": False, "backup_error": None}
     second = append_exchange(tmp_path, "minji", exchange_lines("또", "그래"), NOW, "Asia/Seoul")
     assert (second.line_start, second.line_end) == (6, 9)
 
@@ -142,3 +144,32 @@ def test_a_binary_file_among_the_parts_is_left_untouched_by_the_repair(tmp_path)
     path.write_bytes(binary)
     assert repair_torn_parts(tmp_path / "memory", tmp_path / "quarantine") == []
     assert path.read_bytes() == binary
+
+
+def test_a_write_cut_short_by_a_full_disk_leaves_the_part_as_it_was(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    append_exchange(tmp_path, "u", exchange_lines("first", "one"), NOW, "UTC")
+    part = tmp_path / "day1124" / "u" / "part1.txt"
+    before = part.read_bytes()
+    real_write = os.write
+
+    def half_then_full(fd, data):  # as a disk does when it fills up mid-write
+        real_write(fd, bytes(data[: len(data) // 2]))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", half_then_full)
+    with pytest.raises(OSError, match="No space left"):
+        append_exchange(tmp_path, "u", exchange_lines("second", "two"), NOW, "UTC")
+    monkeypatch.undo()
+    assert part.read_bytes() == before  # no half exchange left behind
+    receipt = append_exchange(tmp_path, "u", exchange_lines("third", "three"), NOW, "UTC")
+    assert part.read_text(encoding="utf-8").endswith("나의 말:\nthird\n에코의 말:\nthree\n") and receipt.line_start == 5
+
+
+def test_a_failed_backup_does_not_unsave_the_exchange(tmp_path):
+    (tmp_path / "backup").write_text("a file where the backup folder should be")
+    receipt = append_exchange(tmp_path / "memory", "u", exchange_lines("q", "a"), NOW, "UTC", backup_dir=tmp_path / "backup")
+    assert (tmp_path / "memory" / receipt.path).read_text(encoding="utf-8") == "나의 말:\nq\n에코의 말:\na\n"
+    assert receipt.backup_error and "backup" in receipt.backup_error
