@@ -15,6 +15,7 @@ from typing import Any
 
 import ray
 from ray.serve import Application
+from ray.serve.config import BackpressureConfig
 
 from actors.brain import EchoBrain
 from actors.circuit import LLMCircuit
@@ -70,12 +71,16 @@ def build_from_config(config: EchoConfig) -> Application:
     for note in notes:
         log.warning(note)
     models = check_models(config)
+    # Past max_queued_requests a request is turned away at once (503 with Retry-After over
+    # HTTP, BackPressureError through a handle), never left to time out.
+    backpressure = BackpressureConfig(status_code=503, retry_after_s=config.retry_after_s)
     circuits = {
         name: LLMCircuit.options(
             name=deployment_name(name),
             num_replicas=c.replicas,
             max_ongoing_requests=c.max_ongoing_requests,
             max_queued_requests=c.max_queued_requests,
+            backpressure_config=backpressure,
             ray_actor_options={"num_cpus": c.num_cpus, "num_gpus": c.num_gpus},
         ).bind(name, c.model_dump(mode="json"), str(models[name]) if name in models else None)
         for name, c in config.circuits.items()
@@ -84,6 +89,7 @@ def build_from_config(config: EchoConfig) -> Application:
         num_replicas=config.brain_replicas,
         max_ongoing_requests=config.brain_max_ongoing_requests,
         max_queued_requests=config.brain_max_queued_requests,
+        backpressure_config=backpressure,
         ray_actor_options={"num_cpus": 0},
     ).bind(config.model_dump(mode="json"), circuits["emotion"], circuits["creation"], circuits["self"])
 

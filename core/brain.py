@@ -49,12 +49,18 @@ class MemorySink(Protocol):
 class AskError(Exception):
     """A request Echo answers with an error: HTTP status, a stable code and a clear message."""
 
-    def __init__(self, status: int, code: str, message: str, **extra: Any):
+    def __init__(self, status: int, code: str, message: str, retry_after: int | None = None, **extra: Any):
         super().__init__(message)
         self.status, self.code, self.message, self.extra = status, code, message, extra
+        self.retry_after = retry_after  # seconds, for a 503 that may pass: sent as Retry-After
 
     def body(self) -> dict:
         return {"error": {"code": self.code, "message": self.message}, **self.extra}
+
+    def headers(self) -> dict[str, str]:
+        if self.status == 401:
+            return {"WWW-Authenticate": "Bearer"}
+        return {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
 
 
 @dataclass
@@ -224,7 +230,7 @@ class Brain:
             receipt = await self.memory.save(user, prompt, reply)
         except Exception as exc:  # the reply still goes out, marked unsaved
             log.error("exchange not saved for user %s: %s", user, type(exc).__name__)
-            return {"saved": False, "unsaved_reason": f"{type(exc).__name__}: {exc}"}
+            return {"saved": False, "unsaved_reason": describe_failure(exc)}
         return {"saved": True, "memory": receipt}
 
     # -- the three paths -------------------------------------------------------------
@@ -290,11 +296,15 @@ class Brain:
     async def merge(self, prompt: str, user: str, answers: dict[str, Completion], failed: dict[str, str], memories: list[Memory]) -> Outcome:
         """One reply from the circuits' answers (concat or synthesize); 503 when none answered."""
         if not answers:
+            wait = self.config.retry_after_s
+            if all(reason.startswith("BackPressureError") for reason in failed.values()):
+                raise AskError(503, "busy", f"every circuit is busy with other prompts: try again in {wait} s", retry_after=wait, failed=failed)
             raise AskError(
                 503,
                 "all_circuits_failed",
                 "every circuit failed, so Echo has no answer: see 'failed' and GET /health; "
                 "try again once the circuits are ready",
+                retry_after=wait,
                 failed=failed,
             )
         outcome = Outcome(reply="", route="circuits", user=user, answers=answers, failed=failed, merge=self.config.merge)
@@ -359,7 +369,7 @@ class Brain:
                 response_format={"type": "json_object", "schema": PROJECT_SCHEMA},
             )
         except Exception as exc:
-            raise AskError(503, "creation_failed", f"the creation circuit failed: {describe_failure(exc)}") from None
+            raise AskError(503, "creation_failed", f"the creation circuit failed: {describe_failure(exc)}", retry_after=self.config.retry_after_s) from None
         try:
             spec = parse_project(answer.text)
             created = await asyncio.to_thread(write_project, spec, self.config.projects_dir, self.config.projects)
@@ -400,7 +410,8 @@ class Brain:
         self.require_origin(authorization, "the memory's insights")
         found = await self.memory.insights()
         if found is None:
-            raise AskError(503, "not_replayed_yet", "the memory has not been replayed yet: see 'memory' in GET /health and try again")
+            raise AskError(503, "not_replayed_yet", "the memory has not been replayed yet: see 'memory' in GET /health and try again",
+                           retry_after=self.config.retry_after_s)
         return found
 
     async def health(self) -> dict:
@@ -418,7 +429,8 @@ class Brain:
             memory = await asyncio.wait_for(self.memory.status(), 5)
         except Exception as exc:
             memory = {"state": "unreachable", "reason": describe_failure(exc)}
-        ready = all(s.get("state") == "ready" for s in states.values())
+        # Replies that cannot be saved are still answered, but Echo is not whole.
+        ready = all(s.get("state") == "ready" for s in states.values()) and memory.get("saving", {}).get("state") != "failing"
         loading = [n for n, s in states.items() if s.get("state") == "loading"]
         return {
             "status": "ready" if ready else ("loading" if loading else "degraded"),

@@ -111,6 +111,9 @@ class EchoConfig(Strict):
     brain_replicas: int = Field(1, ge=1, le=64)
     brain_max_ongoing_requests: int = Field(64, ge=1, le=100_000)
     brain_max_queued_requests: int = Field(256, ge=-1)
+    # Full (every queue at its max_queued_requests) or no circuit free: Echo answers 503 with
+    # this Retry-After, so clients back off instead of piling on.
+    retry_after_s: int = Field(1, ge=0, le=3600)
     projects: ProjectLimits = ProjectLimits()
     recall: RecallConfig = RecallConfig()
     # The speaker markers that start a turn in memory/, and who speaks after each.

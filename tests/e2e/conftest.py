@@ -126,3 +126,28 @@ def echo(tmp_path_factory) -> Echo:
             os.environ.pop("ECHO_ORIGIN_TOKEN", None)
         else:
             os.environ["ECHO_ORIGIN_TOKEN"] = previous
+
+
+@pytest.fixture(scope="session")
+def instant(echo, tmp_path_factory) -> Echo:
+    """A second app on the same cluster with instant circuits (configs/instant.yaml), so load
+    and fault tests measure Echo, not the model. Tight queues: 200 requests at once must meet
+    the back-pressure."""
+    from ray import serve
+
+    from serve_app import build_app
+
+    home = tmp_path_factory.mktemp("instant-home")
+    shutil.copytree(REPO_ROOT / "manifest", home / "manifest")
+    data = yaml.safe_load((REPO_ROOT / "configs" / "instant.yaml").read_text(encoding="utf-8"))
+    data.update(memory_dir=str(home / "memory"), backup_dir=str(home / "memory_backup"), quarantine_dir=str(home / "memory_quarantine"),
+                index_dir=str(home / "memory_index"), manifest_dir=str(home / "manifest"), projects_dir=str(home / "origin" / "projects"),
+                brain_max_ongoing_requests=8, brain_max_queued_requests=16)
+    config = home / "instant.yaml"
+    config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    serve.run(build_app({"config": str(config)}), name="instant", route_prefix="/instant")
+    url = f"{echo.url}/instant"
+    health = wait_ready(url)
+    assert health["status"] == "ready", health
+    yield Echo(url=url, home=home, token=echo.token, metrics_port=echo.metrics_port)
+    serve.delete("instant")
