@@ -2,7 +2,7 @@
 VENV ?= .venv
 STAMP := $(VENV)/.echo-installed
 
-.PHONY: install serve test bench bench-memory bench-ingest
+.PHONY: install serve test bench bench-memory bench-ingest bench-load
 install: $(STAMP)
 
 $(STAMP): pyproject.toml scripts/setup.sh
@@ -24,3 +24,6 @@ bench-memory: $(STAMP)  ## print the memory figures: replay of 300k lines, searc
 
 bench-ingest: $(STAMP)  ## print the ingestion figures: lag of new parts, a 1,000-part storm
 	$(VENV)/bin/python bench/ingest.py
+
+bench-load: $(STAMP)  ## print the load figures: 200 asks at once on instant circuits, then SmolLM2
+	$(VENV)/bin/python bench/load.py

@@ -118,3 +118,30 @@ def test_memory_search_and_insights_are_for_the_origin_only(tmp_path):
     disabled = Brain(cfg, {n: FakeCircuit(n) for n in ("emotion", "creation", "self")}, memory, IdentitySource(cfg.manifest_dir), None)
     refused = TestClient(create_api(lambda: disabled)).get("/api/insights", headers=owner)
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "privileged_disabled"
+
+
+@pytest.mark.parametrize("error, code", [("busy", "busy"), ("broken", "all_circuits_failed")])
+def test_no_circuit_answering_is_a_503_that_says_when_to_come_back(tmp_path, error, code):
+    from ray.serve.exceptions import BackPressureError
+
+    (tmp_path / "manifest").mkdir()
+    cfg = make_config(tmp_path, retry_after_s=3)
+    failure = BackPressureError(num_queued_requests=64, max_queued_requests=64) if error == "busy" else RuntimeError("model gone")
+    circuits = {n: FakeCircuit(n, error=failure) for n in ("emotion", "creation", "self")}
+    memory = FakeMemory()
+    client = TestClient(create_api(lambda: Brain(cfg, circuits, memory, IdentitySource(cfg.manifest_dir), TOKEN)))
+    for path, payload in (("/api/ask", {"prompt": "hello"}), ("/v1/chat/completions", {"model": "echo", "messages": [{"role": "user", "content": "hello"}]})):
+        response = client.post(path, json=payload)
+        assert response.status_code == 503 and response.headers["retry-after"] == "3"
+        assert response.json()["error"]["code"] == code
+    assert memory.saved == []  # nothing answered, nothing saved
+
+
+def test_a_reply_that_cannot_be_saved_still_comes_marked_unsaved(tmp_path):
+    (tmp_path / "manifest").mkdir()
+    cfg = make_config(tmp_path)
+    memory = FakeMemory(error=OSError(28, "No space left on device"))
+    client = TestClient(create_api(lambda: Brain(cfg, {n: FakeCircuit(n) for n in ("emotion", "creation", "self")}, memory,
+                                                 IdentitySource(cfg.manifest_dir), TOKEN)))
+    body = client.post("/api/ask", json={"prompt": "hello"}).json()
+    assert body["reply"] and body["saved"] is False and "No space left on device" in body["unsaved_reason"]
