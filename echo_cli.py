@@ -321,11 +321,14 @@ def doctor_command(config_file: str | None, address: str | None, metrics_port: i
 def package_command(out: str, with_memory: bool) -> None:
     """Build the zip to upload to a RunPod pod: the same tree gives the same bytes."""
     from core.config import REPO_ROOT
-    from core.package import build_package, package_files
+    from core.package import PackageError, build_package, package_files
 
     total = len(package_files(REPO_ROOT, with_memory))
     with click.progressbar(length=total, label="packing", file=sys.stderr) as bar:
-        packed = build_package(REPO_ROOT, Path(out).resolve(), with_memory, on_file=lambda _: bar.update(1))
+        try:
+            packed = build_package(REPO_ROOT, Path(out).resolve(), with_memory, on_file=lambda _: bar.update(1))
+        except PackageError as exc:
+            raise click.ClickException(str(exc)) from None
     click.echo(f"{packed.path}: {packed.files} files, {packed.size / 1024:.0f} KiB" + (" (memory/ included: keep it private)" if with_memory else ""))
 
 

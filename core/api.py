@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException
 
 from core.brain import AskError, Brain
+from core.config import EchoConfig
 from core.openai_api import add_openai_routes
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -52,8 +53,62 @@ def describe_validation(exc: ValidationError | RequestValidationError) -> str:
     return "; ".join(problems)
 
 
-def _challenge(exc: AskError) -> dict:
-    return {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+# A streamed answer, documented (OpenAPI before 3.2) as the shape of each server-sent event.
+EVENT_STREAM = {"text/event-stream": {"schema": {"type": "object", "required": ["data"], "properties": {"event": {"type": "string"}, "data": {"type": "string"}}}}}
+# Every error Echo answers, whatever the route (the OpenAI routes add type and param).
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": ["string", "null"]}, "message": {"type": "string"}},
+        }
+    },
+}
+
+
+def ask_body_limit(config: EchoConfig) -> int:
+    return config.max_prompt_chars * 4 + 65_536  # 4 bytes a character at most, plus the JSON around it
+
+
+async def read_body(request: Request, limit: int) -> bytes | None:
+    """The request body, or None as soon as it is over limit bytes: a huge upload is refused
+    without being held in memory (by its Content-Length, else counted as it arrives)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdecimal() and int(declared) > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
+def _document_errors(api: FastAPI) -> None:
+    """The OpenAPI schema with Echo's error shape on every route, in place of FastAPI's default
+    422 body (HTTPValidationError), which Echo never sends: clients and fuzzers read what is true."""
+    generate = api.openapi
+
+    def openapi() -> dict:
+        if api.openapi_schema is None:
+            schema = generate()
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for unused in ("HTTPValidationError", "ValidationError"):
+                components.pop(unused, None)
+            components["Error"] = ERROR_SCHEMA
+            error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+            for operations in schema["paths"].values():
+                for operation in operations.values():
+                    responses = operation.setdefault("responses", {})
+                    responses.pop("422", None)
+                    responses["4XX"] = {"description": "Bad input or not allowed: the message says what to change", "content": error}
+                    responses["5XX"] = {"description": "Echo could not answer (see GET /health); a 503 may carry Retry-After", "content": error}
+        return api.openapi_schema
+
+    api.openapi = openapi
 
 
 def create_api(get_brain: Callable[[], Brain]) -> FastAPI:
@@ -90,7 +145,7 @@ def create_api(get_brain: Callable[[], Brain]) -> FastAPI:
         try:
             result = await get_brain().search_memory(q, k, mode, request.headers.get("authorization"))
         except AskError as exc:
-            return JSONResponse(exc.body(), status_code=exc.status, headers=_challenge(exc))
+            return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers())
         return JSONResponse(result)
 
     @api.get("/api/insights", summary="What the memory holds (the owner only)")
@@ -98,20 +153,23 @@ def create_api(get_brain: Callable[[], Brain]) -> FastAPI:
         try:
             result = await get_brain().insights(request.headers.get("authorization"))
         except AskError as exc:
-            return JSONResponse(exc.body(), status_code=exc.status, headers=_challenge(exc))
+            return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers())
         return JSONResponse(result)
 
     @api.post(
         "/api/ask",
         summary="Ask Echo",
-        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": AskRequest.model_json_schema()}}}},
+        openapi_extra={
+            "requestBody": {"required": True, "content": {"application/json": {"schema": AskRequest.model_json_schema()}}},
+            "responses": {"200": {"description": "The reply, or with stream: server-sent events", "content": EVENT_STREAM}},
+        },
     )
     async def ask(request: Request) -> Response:
         brain = get_brain()
-        limit = brain.config.max_prompt_chars * 4 + 65_536  # 4 bytes a character at most, plus the JSON around it
-        body = await request.body()
-        if len(body) > limit:
-            return error(413, "body_too_large", f"request body is {len(body)} bytes; the limit is {limit} (max_prompt_chars is {brain.config.max_prompt_chars})")
+        limit = ask_body_limit(brain.config)
+        body = await read_body(request, limit)
+        if body is None:
+            return error(413, "body_too_large", f"request body is over the limit of {limit} bytes (max_prompt_chars is {brain.config.max_prompt_chars}): shorten the prompt")
         try:
             data = json.loads(body.decode("utf-8"))
         except UnicodeDecodeError:
@@ -129,10 +187,11 @@ def create_api(get_brain: Callable[[], Brain]) -> FastAPI:
         try:
             result = await brain.ask(req.prompt, user=req.user, authorization=authorization)
         except AskError as exc:
-            return JSONResponse(exc.body(), status_code=exc.status)
+            return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers())
         return JSONResponse(result)
 
     add_openai_routes(api, get_brain)
+    _document_errors(api)
     return api
 
 
@@ -147,7 +206,7 @@ async def _stream(events) -> Response:
     try:
         first = await events.__anext__()
     except AskError as exc:
-        return JSONResponse(exc.body(), status_code=exc.status)
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers())
 
     async def body():
         yield _event(first)

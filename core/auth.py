@@ -10,8 +10,17 @@ ENABLE_HINT = f"set {TOKEN_ENV} in the environment that starts Echo (and Ray) to
 
 
 def origin_token() -> str | None:
-    token = os.environ.get(TOKEN_ENV, "")
+    # Surrounding whitespace (a "\r" from a .env saved on Windows) can never arrive in an HTTP
+    # header, which drops it: kept, it would lock the owner out with a token that looks right.
+    token = os.environ.get(TOKEN_ENV, "").strip()
     return token if token else None
+
+
+def token_problem(token: str) -> str | None:
+    """Why a token cannot work as sent in 'Authorization: Bearer <token>', or None."""
+    if not all("!" <= c <= "~" for c in token):
+        return "has spaces, control or non-ASCII characters, which an HTTP header does not carry as they are"
+    return None
 
 
 def is_origin(authorization: str | None, token: str | None) -> bool:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.api import USER_PATTERN
-from core.auth import ENABLE_HINT, TOKEN_ENV
+from core.auth import ENABLE_HINT, TOKEN_ENV, origin_token, token_problem
 from core.config import ConfigError, EchoConfig, config_path, load_config, resolve_model_path
 from core.dense import EMBEDDED_E5
 from core.identity import ManifestError, load_identity
@@ -115,7 +115,9 @@ def check_manifest(config: EchoConfig) -> list[Finding]:
 
 
 def check_token() -> list[Finding]:
-    if os.environ.get(TOKEN_ENV):
+    if token := origin_token():
+        if problem := token_problem(token):
+            return [Finding("warn", f"{TOKEN_ENV} {problem}, so the owner could never be recognized", "use visible ASCII only, e.g. `openssl rand -hex 32`")]
         return [Finding("ok", f"{TOKEN_ENV} is set (its value is never shown)")]
     return [Finding("warn", f"{TOKEN_ENV} is not set: privileged commands and the memory endpoints are disabled", ENABLE_HINT)]
 

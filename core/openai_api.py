@@ -15,7 +15,7 @@ from typing import Any, AsyncIterator, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from core.brain import CONCAT_ORDER, AskError, Brain
 from core.config import CIRCUIT_NAMES
@@ -29,6 +29,14 @@ class ChatMessage(BaseModel):
 
     role: str
     content: str | list[dict[str, Any]] | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _text_parts_hold_text(cls, content: Any) -> Any:
+        for index, part in enumerate(content if isinstance(content, list) else []):
+            if part.get("type") == "text" and not isinstance(part.get("text"), str):
+                raise ValueError(f"content part {index} is of type text, so its 'text' must be a string")
+        return content
 
     def text(self) -> str:
         if isinstance(self.content, list):  # content parts: keep the text ones
@@ -45,6 +53,19 @@ class ChatRequest(BaseModel):
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     user: str | None = None
+
+
+def _inlined(schema: dict) -> dict:
+    """A pydantic JSON schema with its $defs put in place: in OpenAPI, "#/$defs/..." would be
+    looked up from the root of the whole document, where there is none."""
+    defs = schema.pop("$defs", {})
+
+    def put(node: Any) -> Any:
+        if isinstance(node, dict):
+            return put(defs[node["$ref"].rsplit("/", 1)[1]]) if "$ref" in node else {k: put(v) for k, v in node.items()}
+        return [put(v) for v in node] if isinstance(node, list) else node
+
+    return put(schema)
 
 
 def openai_error(status: int, message: str, kind: str = "invalid_request_error", code: str | None = None, param: str | None = None) -> JSONResponse:
@@ -108,20 +129,35 @@ class ConcatOrder:
 
 
 def add_openai_routes(api: FastAPI, get_brain: Callable[[], Brain]) -> None:
+    from core.api import EVENT_STREAM, ask_body_limit, read_body  # core.api imports this module first
+
     @api.get("/v1/models", summary="OpenAI: the models Echo serves")
     async def models() -> dict:
         names = [BRAIN_MODEL, *CIRCUIT_MODELS]
         return {"object": "list", "data": [{"id": n, "object": "model", "created": 0, "owned_by": "echo"} for n in names]}
 
-    @api.post("/v1/chat/completions", summary="OpenAI: a chat completion, whole or streamed")
+    @api.post(
+        "/v1/chat/completions",
+        summary="OpenAI: a chat completion, whole or streamed",
+        # The body is read by hand (errors in OpenAI's shape), so the schema is documented here.
+        openapi_extra={
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _inlined(ChatRequest.model_json_schema())}}},
+            "responses": {"200": {"description": "The completion, or with stream: server-sent events", "content": EVENT_STREAM}},
+        },
+    )
     async def chat(request: Request) -> Response:
+        brain = get_brain()
+        # A prompt for the brain, or a whole conversation that fills a circuit's context (16 bytes a token is generous).
+        limit = max(ask_body_limit(brain.config), 16 * max(c.n_ctx for c in brain.config.circuits.values()))
+        body = await read_body(request, limit)
+        if body is None:
+            return openai_error(413, f"request body is over the limit of {limit} bytes: send a shorter conversation", code="body_too_large")
         try:
-            req = ChatRequest.model_validate_json(await request.body())
+            req = ChatRequest.model_validate_json(body)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "body"
             return openai_error(400, f"{where}: {first['msg']} (send model and messages, as the OpenAI API does)", param=where)
-        brain = get_brain()
         authorization = request.headers.get("authorization")
         cid = f"chatcmpl-{uuid.uuid4().hex}"
         if req.model == BRAIN_MODEL:
@@ -134,7 +170,9 @@ def add_openai_routes(api: FastAPI, get_brain: Callable[[], Brain]) -> None:
 
 def _from_ask_error(exc: AskError) -> JSONResponse:
     kind = "authentication_error" if exc.status in (401, 403) else ("server_error" if exc.status >= 500 else "invalid_request_error")
-    return openai_error(exc.status, exc.message, kind=kind, code=exc.code)
+    response = openai_error(exc.status, exc.message, kind=kind, code=exc.code)
+    response.headers.update(exc.headers())
+    return response
 
 
 async def _brain_completion(brain: Brain, req: ChatRequest, authorization: str | None, cid: str) -> Response:
@@ -193,7 +231,9 @@ async def _circuit_completion(brain: Brain, req: ChatRequest, circuit: str, cid:
         try:
             completion = await brain.call(circuit, messages, **options)
         except Exception as exc:
-            return openai_error(503, f"the {circuit} circuit failed: {type(exc).__name__}: {exc}", kind="server_error", code="circuit_failed")
+            response = openai_error(503, f"the {circuit} circuit failed: {type(exc).__name__}: {exc}", kind="server_error", code="circuit_failed")
+            response.headers["Retry-After"] = str(brain.config.retry_after_s)
+            return response
         finish = "length" if completion.finish_reason == "length" else "stop"
         return JSONResponse(_completion(cid, model, completion.text, finish, _usage(completion.prompt_tokens, completion.completion_tokens)))
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+from core.auth import TOKEN_ENV, origin_token
+
 INCLUDED = (
     "core",
     "actors",
@@ -33,9 +35,16 @@ INCLUDED = (
     "runpod_launcher.sh",
 )
 # Never packed, wherever they are: caches, secrets, version control, notes.
-EXCLUDED = ("__pycache__", "*.pyc", "*.pyo", ".git", ".gitignore", ".env", ".env.*", ".DS_Store", "*.swp", "NOTES*", "notes", "*.orig")
+EXCLUDED = (
+    "__pycache__", "*.pyc", "*.pyo", ".git", ".gitignore", ".DS_Store", "*.swp", "NOTES*", "notes", "*.orig",
+    ".env", ".env.*", "*.env", ".envrc", ".netrc", ".pypirc", "*.pem", "*.key", "id_rsa*", "id_ed25519*",
+)
 MEMORY = "memory"
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # the zip format's first representable moment
+
+
+class PackageError(RuntimeError):
+    """The zip was not written; the message says why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -86,13 +95,24 @@ def _entry(name: str, source: Path | None) -> zipfile.ZipInfo:
 def build_package(root: Path, out: Path, with_memory: bool = False, on_file: Callable[[str], object] | None = None) -> Packed:
     """Write the zip of root to out (atomically); the same tree gives the same bytes."""
     names = package_files(root, with_memory)
+    # The owner's token may sit in a file under any name: the zip never carries it. (One of
+    # under 8 characters would turn up by chance in ordinary files, so it is not looked for.)
+    token = (origin_token() or "").encode("utf-8", "surrogatepass")
     out.parent.mkdir(parents=True, exist_ok=True)
     temporary = out.with_name(f".{out.name}.tmp")
-    with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
-        for name in names:
-            source = None if name.endswith("/") else root / name
-            archive.writestr(_entry(f"echo/{name}", source), b"" if source is None else source.read_bytes(), compresslevel=9)
-            if on_file is not None:
-                on_file(name)
+    try:
+        with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+            for name in names:
+                source = None if name.endswith("/") else root / name
+                data = b"" if source is None else source.read_bytes()
+                if len(token) >= 8 and token in data:
+                    raise PackageError(f"{name} holds the value of ${TOKEN_ENV}: take the token out of it (keep it in .env, "
+                                       "which is never packed), then package again")
+                archive.writestr(_entry(f"echo/{name}", source), data, compresslevel=9)
+                if on_file is not None:
+                    on_file(name)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
     os.replace(temporary, out)
     return Packed(out, sum(1 for n in names if not n.endswith("/")), out.stat().st_size)

@@ -44,9 +44,17 @@ PROJECT_INSTRUCTIONS = (
     '"files": [{"path": relative path such as "src/main.py", "content": file text}]}.'
 )
 
-# Names Windows refuses whatever the extension; refused everywhere so a project can be copied anywhere.
-_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
+# Names Windows refuses whatever the extension (superscript digits count as digits there, and
+# the console's own names too); refused everywhere so a project can be copied anywhere.
+_RESERVED = {
+    "con", "prn", "aux", "nul", "conin$", "conout$",
+    *(f"{port}{digit}" for port in ("com", "lpt") for digit in [*"0123456789", "¹", "²", "³"]),
+}
 _BAD_CHARS = re.compile(r'[\x00-\x1f\x7f<>:"|?*\\]')
+# Invisible or misleading in a listing: C1 controls, format characters (zero-width, bidi
+# overrides that turn "txt.exe" around), line and paragraph separators, lone surrogates.
+_HIDDEN_CATEGORIES = {"Cc", "Cf", "Zl", "Zp", "Cs"}
+_NAME_BYTES = 255  # the longest file name most file systems store, in bytes
 
 
 class ProjectError(ValueError):
@@ -122,16 +130,24 @@ def safe_relative_path(raw: str) -> PurePosixPath:
         raise ProjectError(f"file path {raw!r} is absolute; only paths inside the project are allowed")
     if _BAD_CHARS.search(raw):
         raise ProjectError(f"file path {raw!r} has a character that is not allowed in file names (\\ : * ? \" < > | or a control character)")
+    if hidden := next((c for c in raw if unicodedata.category(c) in _HIDDEN_CATEGORIES), None):
+        raise ProjectError(f"file path {raw!r} has the invisible character U+{ord(hidden):04X}; use visible characters only")
     for part in raw.split("/"):  # the raw segments: PurePosixPath would quietly drop "." and ""
         if part in ("..", ".", ""):
             raise ProjectError(f"file path {raw!r} uses {part!r} as a name; only plain paths inside the project are allowed")
     path = PurePosixPath(raw)
     for part in path.parts:
-        stem = part.split(".")[0].lower()
+        stem = part.split(".")[0].rstrip(" ").lower()  # Windows reads "con .txt" as CON too
         if stem in _RESERVED:
             raise ProjectError(f"file path {raw!r} uses {part!r}, a name reserved on Windows")
         if part.endswith((" ", ".")):
             raise ProjectError(f"file path {raw!r} has a name ending in a space or dot, which Windows cannot store")
+        if part != part.strip():
+            raise ProjectError(f"file path {raw!r} has a name with surrounding spaces")
+        if part.lower() == ".git":  # a planted .git/config can run commands when git is used in the folder
+            raise ProjectError(f"file path {raw!r} writes into .git, which a project may not bring: git runs what .git/config says")
+        if len(part.encode("utf-8")) > _NAME_BYTES:
+            raise ProjectError(f"file path {raw!r} has a name longer than {_NAME_BYTES} bytes, which file systems cannot store")
     if len(path.parts) > 12 or len(raw) > 240:
         raise ProjectError(f"file path {raw!r} is too deep or too long")
     return path
@@ -141,10 +157,16 @@ def check_project(spec: ProjectSpec, limits: ProjectLimits) -> list[tuple[PurePo
     """Validate every path and the size limits before anything touches the disk."""
     if len(spec.files) > limits.max_files:
         raise ProjectError(f"the project has {len(spec.files)} files; the limit is {limits.max_files} (projects.max_files)")
+    name_limit = PROJECT_SCHEMA["properties"]["name"]["maxLength"]
+    if len(spec.name) > name_limit:
+        raise ProjectError(f"the project's name has {len(spec.name)} characters; the limit is {name_limit}")
+    if len(spec.description.encode("utf-8", "replace")) > limits.max_file_bytes:  # it becomes the README
+        raise ProjectError(f"the project's description is longer than {limits.max_file_bytes} bytes (projects.max_file_bytes)")
     checked, seen, total = [], set(), 0
     for item in spec.files:
         path = safe_relative_path(item.path)
-        key = str(path).lower()
+        # One key per name a file system may treat as the same: case and Unicode form aside.
+        key = unicodedata.normalize("NFC", str(path)).casefold()
         if key in seen:
             raise ProjectError(f"file path {item.path!r} appears twice")
         seen.add(key)
@@ -157,7 +179,7 @@ def check_project(spec: ProjectSpec, limits: ProjectLimits) -> list[tuple[PurePo
         raise ProjectError(f"the project is {total} bytes; the limit is {limits.max_bytes} (projects.max_bytes)")
     for path, _ in checked:  # a file cannot also be a folder: "a" and "a/b" together
         for parent in path.parents:
-            if str(parent).lower() in seen:
+            if unicodedata.normalize("NFC", str(parent)).casefold() in seen:
                 raise ProjectError(f"{parent} is both a file and a folder")
     return checked
 

@@ -97,28 +97,60 @@ class PartFile:
     resume_digest: str = ""
 
 
+PART_LIKE = re.compile(r"^part.*\.txt$", re.IGNORECASE)  # meant as a part, whether or not the name is right
+LINK_REASON = "a symbolic link: Echo reads only what is inside memory/ (fix: move or copy the real file or folder into memory/)"
+
+
 def scan_parts(memory_dir: Path) -> tuple[list[PartFile], list[dict]]:
-    """Every part in order (days by name, users by name, parts by number), and the folders
-    that could not be read ({path, reason})."""
+    """Every part in order (days by name, users by name, parts by number), and what was
+    skipped ({path, reason}): folders that could not be read, links (never followed, so
+    nothing outside memory/ is read), and files meant as parts that cannot be one."""
     found: list[PartFile] = []
-    unreadable: list[dict] = []
-    try:
-        days = sorted(e.name for e in os.scandir(memory_dir) if e.is_dir() and DAY_RE.match(e.name))
-    except OSError as exc:
-        return [], [{"path": ".", "reason": f"unreadable folder: {exc.strerror}"}]
-    for day in days:
+    skipped: list[dict] = []
+
+    def entries(relative: str) -> list[os.DirEntry]:
         try:
-            users = sorted(e.name for e in os.scandir(memory_dir / day) if e.is_dir())
-            for user in users:
-                for entry in os.scandir(memory_dir / day / user):
-                    number = part_number(entry.name)
-                    if number and entry.is_file():
-                        stat = entry.stat()
-                        found.append(PartFile(f"{day}/{user}/{entry.name}", day, user, number, stat.st_size, stat.st_mtime_ns, stat.st_ino))
+            with os.scandir(memory_dir / relative) as listing:
+                return sorted(listing, key=lambda e: e.name)
         except OSError as exc:
-            unreadable.append({"path": day, "reason": f"unreadable folder: {exc.strerror} (fix: check its permissions)"})
+            skipped.append({"path": relative, "reason": f"unreadable folder: {exc.strerror} (fix: check its permissions)"})
+            return []
+
+    for day in entries("."):
+        if not DAY_RE.match(day.name):
+            continue  # README.md and the like
+        if day.is_symlink():
+            skipped.append({"path": day.name, "reason": LINK_REASON})
+        elif not day.is_dir():
+            skipped.append({"path": day.name, "reason": "a file where a day folder belongs (fix: move it out of memory/)"})
+        else:
+            for user in entries(day.name):
+                where = f"{day.name}/{user.name}"
+                if user.is_symlink():
+                    skipped.append({"path": where, "reason": LINK_REASON})
+                elif user.is_dir():
+                    for entry in entries(where):
+                        _scan_part(entry, day.name, user.name, found, skipped)
+                elif PART_LIKE.match(user.name):
+                    skipped.append({"path": where, "reason": "a part outside a user folder (fix: move it into memory/dayMMDD/<user>/)"})
     found.sort(key=lambda p: (p.day, p.user, p.part))
-    return found, unreadable
+    return found, skipped
+
+
+def _scan_part(entry: os.DirEntry, day: str, user: str, found: list[PartFile], skipped: list[dict]) -> None:
+    path = f"{day}/{user}/{entry.name}"
+    number = part_number(entry.name)
+    if entry.is_symlink():
+        if number or PART_LIKE.match(entry.name):
+            skipped.append({"path": path, "reason": LINK_REASON})
+    elif number and entry.is_file(follow_symlinks=False):
+        stat = entry.stat(follow_symlinks=False)
+        found.append(PartFile(path, day, user, number, stat.st_size, stat.st_mtime_ns, stat.st_ino))
+    elif number:
+        skipped.append({"path": path, "reason": "not a regular file (fix: move it out of memory/)"})
+    elif PART_LIKE.match(entry.name):
+        skipped.append({"path": path, "reason": "not a part name: parts are part1.txt, part2.txt, ... counting from 1, without "
+                        "leading zeros (fix: rename it to the next free partN.txt)"})
 
 
 def text_hash(text: str) -> str:
