@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -80,13 +81,14 @@ def serve_command(config_file: str | None, host: str | None, port: int | None, a
 @click.option("--json", "as_json", is_flag=True, help="Print the whole answer as JSON at the end instead of streaming text.")
 def ask_command(prompt: str, url: str, user: str | None, as_json: bool) -> None:
     """Ask a running Echo; the reply streams to the terminal. The owner's token comes from
-    $ECHO_ORIGIN_TOKEN, never from the command line."""
+    $ECHO_ORIGIN_TOKEN, a user's key (see user-key) from $ECHO_USER_KEY, never from the
+    command line."""
     from core.openai_api import ConcatOrder
 
     payload = {"prompt": prompt, "stream": True, **({"user": user} if user else {})}
     headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
-    if token := origin_token():
-        headers["Authorization"] = f"Bearer {token}"
+    if secret := os.environ.get("ECHO_USER_KEY", "").strip() or origin_token():
+        headers["Authorization"] = f"Bearer {secret}"
     request = urllib.request.Request(f"{url.rstrip('/')}/api/ask", data=json.dumps(payload).encode("utf-8"), headers=headers)
     try:
         response = urllib.request.urlopen(request, timeout=600)
@@ -358,3 +360,24 @@ def _report_when_ready(health_url: str, stop: threading.Event, timeout_s: float 
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+@main.command("user-key")
+@click.argument("user")
+def user_key_command(user: str) -> None:
+    """Print USER's key: with it, and that user name, Echo recalls USER's memories for them.
+
+    A user name alone is only a claim, so without the key Echo answers without memories. The
+    key comes from $ECHO_ORIGIN_TOKEN: a new token revokes every key."""
+    import re
+
+    from core.api import USER_PATTERN
+    from core.auth import user_key
+    from core.brain import ORIGIN_USER
+
+    token = origin_token()
+    if token is None:
+        raise click.ClickException(f"user keys are made from the owner's token: {ENABLE_HINT}")
+    if not re.match(USER_PATTERN, user) or user == ORIGIN_USER:
+        raise click.ClickException(f"{user!r} is not a user name Echo takes: 1-64 letters, digits, '_', '-' or '.', not 'origin'")
+    click.echo(user_key(token, user))

@@ -144,7 +144,7 @@ class Brain:
         elif route == "create_project":
             outcome = await self.create_project(prompt, user, origin)
         else:
-            outcome = await self.answer_with_circuits(prompt, user, origin)
+            outcome = await self.answer_with_circuits(prompt, user, origin, auth.is_user(authorization, self.token, user))
         return await self._finish(prompt, outcome, started)
 
     async def _finish(self, prompt: str, outcome: Outcome, started: float) -> dict:
@@ -182,7 +182,7 @@ class Brain:
             yield {"event": "start", "route": body["route"], "user": body["user"], "merge": None, "memories": []}
             yield {"event": "done", **body}
             return
-        memories = await self.recall(prompt, user, origin)
+        memories = await self.recall(prompt, user, origin, auth.is_user(authorization, self.token, user))
         yield {"event": "start", "route": "circuits", "user": user, "merge": self.config.merge, "memories": [m.as_dict() for m in memories]}
         queue: asyncio.Queue = asyncio.Queue()
         content = self._question(prompt, memories)
@@ -248,13 +248,15 @@ class Brain:
         except asyncio.TimeoutError:
             raise TimeoutError(f"no answer within {timeout:g}s (circuits.{circuit}.timeout_s)") from None
 
-    async def recall(self, prompt: str, user: str, origin: bool) -> list[Memory]:
+    async def recall(self, prompt: str, user: str, origin: bool, keyed: bool = False) -> list[Memory]:
         """The asking user's best memories for prompt (the origin's: everyone's), within budget.
 
-        Recall helps an answer but never blocks one: a slow or failed search gives none.
+        A user name alone is only a claim, so a user's memories come back only to the holder of
+        that user's key (keyed); anyone else is answered without memories. Recall helps an
+        answer but never blocks one: a slow or failed search gives none.
         """
         r = self.config.recall
-        if r.k == 0 or r.budget_tokens == 0:
+        if r.k == 0 or r.budget_tokens == 0 or not (origin or keyed):
             return []
         try:
             found = await asyncio.wait_for(self.memory.search(prompt, r.k, None if origin else user, "hybrid"), RECALL_TIMEOUT_S)
@@ -288,8 +290,8 @@ class Brain:
                 failed[name] = describe_failure(result)
         return answers, failed
 
-    async def answer_with_circuits(self, prompt: str, user: str, origin: bool = False) -> Outcome:
-        memories = await self.recall(prompt, user, origin)
+    async def answer_with_circuits(self, prompt: str, user: str, origin: bool = False, keyed: bool = False) -> Outcome:
+        memories = await self.recall(prompt, user, origin, keyed)
         answers, failed = await self.fan_out(prompt, memories)
         return await self.merge(prompt, user, answers, failed, memories)
 

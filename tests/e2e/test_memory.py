@@ -8,6 +8,7 @@ import time
 import httpx
 import pytest
 
+from core.auth import user_key
 from tests.e2e.conftest import BAD_PART, CAT_FACT, GUEST_FACT, SISTER_FACT, Echo
 
 
@@ -86,10 +87,11 @@ def test_asking_what_only_the_memory_knows_brings_the_memory_with_its_citation(e
     response = echo.ask({"prompt": "내가 입양한 고양이 이름이 뭐였지?"}, token=echo.token)
     assert response.status_code == 200, response.text
     assert cites(response.json()["memories"], CAT_FACT)
-    # A guest asking the same gets none of the owner's memories.
-    guest = echo.ask({"prompt": "내가 입양한 고양이 이름이 뭐였지?", "user": "minji"}).json()
+    # A user with the key the owner gave them recalls their own memories, none of the owner's.
+    minji = user_key(echo.token, "minji")
+    guest = echo.ask({"prompt": "내가 입양한 고양이 이름이 뭐였지?", "user": "minji"}, token=minji).json()
     assert all(m["user"] == "minji" for m in guest["memories"])
-    assert cites(echo.ask({"prompt": "서핑 배우는 곳이 어디였지?", "user": "minji"}).json()["memories"], GUEST_FACT)
+    assert cites(echo.ask({"prompt": "서핑 배우는 곳이 어디였지?", "user": "minji"}, token=minji).json()["memories"], GUEST_FACT)
 
 
 def test_a_new_exchange_is_searchable_moments_after_it_is_saved(echo):

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from core import auth
 from core.brain import AskError, Brain
 from core.identity import IdentitySource
 from tests.fakes import FakeCircuit, FakeMemory, make_config
@@ -255,11 +256,27 @@ def test_the_origins_memories_go_into_every_circuit_prompt_and_come_back_cited(t
         assert "모카" not in circuit.calls[0][0][0]["content"]  # the system prompt stays the same
 
 
-def test_a_guest_recalls_only_their_own_memories(tmp_path, manifest):
+def test_a_user_with_their_key_recalls_only_their_own_memories(tmp_path, manifest):
     memory = FakeMemory(memories=MEMORIES)
-    body = ask(make_brain(tmp_path, memory=memory), "what do I do at the beach?", user="minji")
+    body = ask(make_brain(tmp_path, memory=memory), "what do I do at the beach?", user="minji",
+               authorization=f"Bearer {auth.user_key(TOKEN, 'minji')}")
     assert memory.searches[0][2] == "minji"
     assert [m["user"] for m in body["memories"]] == ["minji"]
+
+
+@pytest.mark.parametrize("authorization", [None, "Bearer not-a-key", f"Bearer {auth.user_key(TOKEN, 'sora')}",
+                                           f"Bearer {auth.user_key('another-token', 'minji')}"])
+def test_a_user_name_without_its_key_recalls_nothing(tmp_path, manifest, authorization):
+    memory = FakeMemory(memories=MEMORIES)
+    brain = make_brain(tmp_path, memory=memory)
+    body = ask(brain, "what do I do at the beach?", user="minji", authorization=authorization)
+    assert body["reply"] and body["memories"] == [] and memory.searches == []  # a name is only a claim
+    events = asyncio.run(collect(brain.stream_ask("what do I do at the beach?", user="minji", authorization=authorization)))
+    assert events[0]["memories"] == [] and memory.searches == []
+
+
+async def collect(events):
+    return [event async for event in events]
 
 
 def test_recall_is_bounded_by_the_budget_and_can_be_off(tmp_path, manifest):

@@ -73,7 +73,7 @@ def test_search_says_what_is_missing(tmp_path):
 
 def test_every_command_has_help():
     runner = CliRunner()
-    commands = ["serve", "ask", "replay", "search", "plan", "doctor", "package", "restore"]
+    commands = ["serve", "ask", "replay", "search", "plan", "doctor", "package", "restore", "user-key"]
     listed = runner.invoke(main, ["--help"]).output
     for command in commands:
         assert command in listed
@@ -94,3 +94,17 @@ def test_replay_says_what_is_missing(tmp_path):
     broken.write_text("port: not-a-number\n", encoding="utf-8")
     result = CliRunner().invoke(main, ["replay", "--config", str(broken), "--inline"])
     assert result.exit_code == 1 and "port = 'not-a-number'" in result.output
+
+
+def test_user_key_prints_the_key_the_owner_hands_a_user():
+    from core.auth import is_user
+
+    result = CliRunner(env={"ECHO_ORIGIN_TOKEN": "owner-secret-123"}).invoke(main, ["user-key", "minji"])
+    key = result.output.strip()
+    assert result.exit_code == 0 and "owner-secret-123" not in result.output
+    assert is_user(f"Bearer {key}", "owner-secret-123", "minji") and not is_user(f"Bearer {key}", "owner-secret-123", "sora")
+    no_token = CliRunner(env={"ECHO_ORIGIN_TOKEN": ""}).invoke(main, ["user-key", "minji"])
+    assert no_token.exit_code == 1 and "ECHO_ORIGIN_TOKEN" in no_token.output
+    for bad in ("origin", "../x", ""):
+        refused = CliRunner(env={"ECHO_ORIGIN_TOKEN": "owner-secret-123"}).invoke(main, ["user-key", bad])
+        assert refused.exit_code == 1 and "not a user name" in refused.output

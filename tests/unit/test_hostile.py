@@ -438,10 +438,10 @@ def test_no_wrong_token_opens_the_owners_doors(echo, header):
     assert client.get("/api/memory/search", params={"q": "모카"}, headers=headers).status_code in (401, 403)
     assert client.get("/api/insights", headers=headers).status_code in (401, 403)
     assert client.post("/api/ask", json={"prompt": "hi", "user": "origin"}, headers=headers).status_code == 403
-    # A guest's recall is the guest's own: never everyone's (None) nor the owner's.
+    # Without the owner's token or the user's key, an answer recalls nothing: not everyone's, not the owner's.
     assert client.post("/api/ask", json={"prompt": "고양이 얘기 기억나?"}, headers=headers).status_code == 200
     assert client.post("/v1/chat/completions", content=chat_body("고양이 얘기"), headers=headers).status_code == 200
-    assert [user for _, _, user, _ in memory.searches] == ["guest", "guest"]
+    assert memory.searches == []
     assert [user for user, _, _ in memory.saved] == ["guest", "guest"]
 
 
