@@ -95,9 +95,12 @@ class LlamaEngine:
                 finish = choice.get("finish_reason") or finish
             latency = (time.perf_counter() - started) * 1000
             text = "".join(pieces)
-            # Streamed chunks carry no usage: re-tokenizing the text counts what was generated,
-            # and the context's length less that is the prompt (both exact to within a token).
-            completion_tokens = len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True)) if text else 0
+            # Streamed chunks carry no usage. A reply cut at max_tokens has exactly that many;
+            # otherwise re-tokenizing the text counts them (exact to within a token: pieces of
+            # Korean can merge differently), and the context's length less that is the prompt.
+            limit = max_tokens or self.config.max_tokens
+            retokenized = len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True)) if text else 0
+            completion_tokens = limit if finish == "length" else min(retokenized, limit)
             prompt_tokens = max(0, self._llama.n_tokens - completion_tokens)
         if cancel is not None and cancel.is_set():
             finish = "cancelled"

@@ -20,9 +20,14 @@ MESSAGES = [{"role": "user", "content": "Name three colors."}]
 def test_a_completion_reports_text_tokens_and_latency(engine):
     answer = engine.chat(MESSAGES, max_tokens=24, greedy=True)
     assert answer.text
-    assert 0 < answer.completion_tokens <= 25 and answer.prompt_tokens > 5
+    assert 0 < answer.completion_tokens <= 24 and answer.prompt_tokens > 5
     assert answer.latency_ms > 0 and answer.tokens_per_s > 0
     assert answer.finish_reason in ("stop", "length")
+
+
+def test_a_reply_cut_at_max_tokens_counts_exactly_max_tokens(engine):
+    answer = engine.chat([{"role": "user", "content": "고양이에 대해 길게 이야기해 줘."}], max_tokens=16, greedy=True)
+    assert answer.finish_reason == "length" and answer.completion_tokens == 16  # usage a client can bill by
 
 
 def test_streamed_pieces_add_up_to_the_answer_and_greedy_is_repeatable(engine):
