@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import httpx
 import pytest
@@ -78,6 +80,26 @@ def write_config(home: Path, port: int, **overrides) -> Path:
     path = home / "echo.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     return path
+
+
+def wait_for(check, timeout: float, what: str):
+    """check()'s first truthy result, looked for every 0.1 s; the test fails after timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := check():
+            return result
+        time.sleep(0.1)
+    pytest.fail(f"{what} did not happen within {timeout}s")
+
+
+def sse_events(response) -> Iterator[tuple[str, dict]]:
+    """(event, data) of every server-sent event of a streamed /api/ask, as they arrive."""
+    name = None
+    for line in response.iter_lines():
+        if line.startswith("event: "):
+            name = line[len("event: "):]
+        elif line.startswith("data: "):
+            yield name, json.loads(line[len("data: "):])
 
 
 def wait_ready(url: str, timeout: float = 180) -> dict:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import subprocess
 import threading
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -15,18 +13,9 @@ import pytest
 
 from bench.load import fire, prompts, saved_prompts
 from core.memory_store import day_folder
-from tests.e2e.conftest import Echo
+from tests.e2e.conftest import Echo, sse_events, wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-def wait_for(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(0.3)
-    raise AssertionError(f"{what}: not within {timeout}s")
 
 
 def health(echo: Echo) -> dict:
@@ -49,15 +38,11 @@ def test_a_circuit_replica_killed_mid_generation_degrades_that_reply_and_is_repl
     events = []
     with httpx.stream("POST", f"{echo.url}/api/ask", json={"prompt": "Tell me a long story about the sea.", "user": "faults", "stream": True},
                       timeout=180) as response:
-        name = None
-        for line in response.iter_lines():
-            if line.startswith("event: "):
-                name = line[len("event: "):]
-            elif line.startswith("data: "):
-                events.append((name, json.loads(line[len("data: "):])))
-                if name == "token" and events[-1][1]["circuit"] == "creation" and not any(e[0] == "killed" for e in events):
-                    ray.kill(replica_actor(before), no_restart=True)  # mid-generation
-                    events.append(("killed", {}))
+        for name, data in sse_events(response):
+            events.append((name, data))
+            if name == "token" and data["circuit"] == "creation" and ("killed", {}) not in events:
+                ray.kill(replica_actor(before), no_restart=True)  # mid-generation
+                events.append(("killed", {}))
     assert ("killed", {}) in events, "creation never started generating"
     done = events[-1][1]
     assert events[-1][0] == "done" and done["degraded"] is True and "creation" in done["failed"], events[-1]

@@ -8,6 +8,8 @@ import httpx
 import openai
 import pytest
 
+from tests.e2e.conftest import sse_events
+
 
 @pytest.fixture
 def client(echo):
@@ -33,15 +35,9 @@ def test_the_openai_client_gets_a_clear_error_for_an_unknown_model(client):
 
 
 def test_a_streamed_ask_over_http_shows_the_circuits_tokens_as_they_come(echo):
-    events = []
     with httpx.stream("POST", f"{echo.url}/api/ask", json={"prompt": "What is a good breakfast?", "stream": True}, timeout=180) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
-        name = None
-        for line in response.iter_lines():
-            if line.startswith("event: "):
-                name = line[len("event: "):]
-            elif line.startswith("data: "):
-                events.append((name, json.loads(line[len("data: "):])))
+        events = list(sse_events(response))
     kinds = [n for n, _ in events]
     assert kinds[0] == "start" and kinds[-1] == "done" and kinds.count("circuit_start") == 3
     assert sum(1 for n, e in events if n == "token") > 3

@@ -3,12 +3,12 @@ watchdog killed and back, and Echo's metrics on Ray's Prometheus endpoint."""
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import httpx
 import pytest
 
+from tests.e2e import conftest
 from tests.e2e.conftest import Echo
 from tests.e2e.test_memory import memory_ready, owner, search
 
@@ -18,12 +18,7 @@ ARRIVES_WITHIN_S = 15
 
 
 def wait_for(check, timeout: float = ARRIVES_WITHIN_S, what: str = "the change"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(0.1)
-    pytest.fail(f"{what} did not arrive within {timeout}s")
+    return conftest.wait_for(check, timeout, what)
 
 
 def write_part(echo: Echo, relative: str, text: str) -> None:
