@@ -37,6 +37,18 @@ def test_dense_search_finds_a_paraphrase_that_shares_no_word(index, e5):
     assert best.path == "day0902/origin/part1.txt"
 
 
+def test_a_long_prompt_is_embedded_by_its_start_and_end_and_still_finds_its_memory(index, e5):
+    from core.dense import QUERY_CHARS, query_text
+
+    pasted = "이건 회사 보고서 초안인데 그냥 참고로 붙여 넣을게. " * 300  # 9,000 characters
+    prompt = f"{pasted}\n그건 그렇고, 내가 데려온 반려동물 이름이 뭐였지?"
+    assert len(query_text(prompt)) <= QUERY_CHARS + 3 and query_text(prompt).endswith("반려동물 이름이 뭐였지?")
+    search = MemorySearch(index, e5)
+    search.embed_pending()
+    best = search.search(prompt, 1, mode="dense")[0]  # in the time of a short question, not of 9,000 characters
+    assert (best.path, best.speaker) == ("day0901/origin/part1.txt", "user")
+
+
 def test_hybrid_puts_a_turn_both_rankings_find_first(index, e5):
     search = MemorySearch(index, e5)
     search.embed_pending()
