@@ -1,12 +1,16 @@
 // Echo's chat page: plain JavaScript, no build step. Streams /api/ask (server-sent events
 // over fetch), shows each circuit's draft in its own panel and the memories used, and draws
-// the insights. The owner token lives only in this tab's sessionStorage.
+// the insights. The owner token (or a user's key) lives only in this tab's sessionStorage.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const tokenInput = $("token");
 tokenInput.value = sessionStorage.getItem("echo-token") || "";
 tokenInput.addEventListener("input", () => sessionStorage.setItem("echo-token", tokenInput.value));
+// A user name with the key the owner made for it (echo-server user-key) brings that user's memories.
+const userInput = $("user");
+userInput.value = sessionStorage.getItem("echo-user") || "";
+userInput.addEventListener("input", () => sessionStorage.setItem("echo-user", userInput.value.trim()));
 
 function headers() {
   const h = { "Content-Type": "application/json" };
@@ -51,7 +55,7 @@ async function ask(text) {
   status.textContent = "…";
   let response;
   try {
-    response = await fetch("/api/ask", { method: "POST", headers: headers(), body: JSON.stringify({ prompt: text, stream: true }) });
+    response = await fetch("/api/ask", { method: "POST", headers: headers(), body: JSON.stringify({ prompt: text, stream: true, ...(userInput.value.trim() ? { user: userInput.value.trim() } : {}) }) });
   } catch (error) {
     status.textContent = `Echo cannot be reached: ${error}`;
     return;

@@ -98,3 +98,26 @@ def test_the_insights_view_draws_lines_per_day_and_the_feelings(echo, browser):
     feelings = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#emotions li")]
     assert any(f.startswith("gratitude: ") for f in feelings) and any(f.startswith("joy: ") for f in feelings)
     assert screenshot(browser, "insights.png").stat().st_size > 5_000
+
+
+def test_a_user_with_their_key_sees_their_own_memories_in_the_page(echo, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    from core.auth import user_key
+    from tests.e2e.conftest import GUEST_FACT
+    from tests.e2e.test_memory import memory_ready
+
+    memory_ready(echo)
+    browser.get(f"{echo.url}/ui/")
+    browser.execute_script("sessionStorage.clear()")
+    browser.refresh()
+    browser.find_element(By.ID, "user").send_keys("minji")
+    browser.find_element(By.ID, "token").send_keys(user_key(echo.token, "minji"))
+    browser.find_element(By.ID, "prompt").send_keys("서핑 배우는 곳이 어디였지?", Keys.ENTER)
+    exchange = wait(browser, lambda: (e := browser.find_elements(By.CSS_SELECTOR, "#log .exchange")) and e[0])
+    wait(browser, lambda: exchange.find_element(By.CSS_SELECTOR, ".status").text == "" and exchange.find_element(By.CSS_SELECTOR, ".reply").text)
+    exchange.find_element(By.CSS_SELECTOR, "details.memories summary").click()
+    cited = [li.text for li in exchange.find_elements(By.CSS_SELECTOR, "details.memories li")]
+    assert any(GUEST_FACT[0] in c for c in cited), cited  # her surfing, with where it is written
+    assert all("/minji/" in c for c in cited), cited  # and nobody else's
