@@ -27,6 +27,9 @@ RRF_K = 60
 LEXICAL_CANDIDATES = 10
 DENSE_CANDIDATES = 50
 MODES = ("hybrid", "lexical", "dense")
+# A turn can be a whole pasted document (a part may hold a 10 MB line): a result shows its
+# start, and the citation says where the rest is.
+TEXT_CHARS = 2000
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,8 @@ class MemorySearch:
 
     def _memory(self, row: int, score: float) -> Memory:
         t = self.table.slice(row, 1).to_pylist()[0]
-        return Memory(t["path"], t["line_start"], t["line_end"], t["day"], t["user"], t["speaker"], t["text"], round(score, 6))
+        text = t["text"] if len(t["text"]) <= TEXT_CHARS else t["text"][:TEXT_CHARS] + " …"
+        return Memory(t["path"], t["line_start"], t["line_end"], t["day"], t["user"], t["speaker"], text, round(score, 6))
 
     def lexical_ranking(self, query: str, k: int, user: str | None) -> list[tuple[int, float]]:
         if self.lexical is None:

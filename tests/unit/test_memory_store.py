@@ -173,3 +173,50 @@ def test_a_failed_backup_does_not_unsave_the_exchange(tmp_path):
     receipt = append_exchange(tmp_path / "memory", "u", exchange_lines("q", "a"), NOW, "UTC", backup_dir=tmp_path / "backup")
     assert (tmp_path / "memory" / receipt.path).read_text(encoding="utf-8") == "나의 말:\nq\n에코의 말:\na\n"
     assert receipt.backup_error and "backup" in receipt.backup_error
+
+
+WRITER = """
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+sys.path.insert(0, {root!r})
+from core.memory_store import append_exchange, exchange_lines
+now = datetime(2026, 11, 24, tzinfo=timezone.utc)
+append_exchange(Path({memory!r}), "u", exchange_lines("first", "one"), now, "UTC")
+print("first saved", flush=True)
+append_exchange(Path({memory!r}), "u", exchange_lines("a long answer", "가" * 40_000_000), now, "UTC")
+"""
+
+
+def test_a_writer_killed_mid_write_leaves_a_torn_line_that_the_next_start_sets_aside(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from core.config import REPO_ROOT
+
+    memory, part = tmp_path / "memory", tmp_path / "memory" / "day1124" / "u" / "part1.txt"
+    for _ in range(5):  # the kill must land while the 120 MB write is under way
+        if memory.exists():
+            __import__("shutil").rmtree(memory)
+        writer = subprocess.Popen([sys.executable, "-c", WRITER.format(root=str(REPO_ROOT), memory=str(memory))], stdout=subprocess.PIPE)
+        assert writer.stdout.readline() == b"first saved\n"
+        whole = part.stat().st_size
+        while part.stat().st_size == whole and writer.poll() is None:
+            time.sleep(0.0005)
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+        if not part.read_bytes().endswith(b"\n"):
+            break
+    torn = part.read_bytes()
+    assert not torn.endswith(b"\n") and len(torn) > whole  # killed mid-write, as a crash leaves it
+    reports = repair_torn_parts(memory, tmp_path / "quarantine")  # what the MemoryActor does at its next start
+    assert len(reports) == 1 and "part1.txt" in reports[0]
+    repaired = part.read_bytes()
+    assert repaired.decode("utf-8").startswith("나의 말:\nfirst\n에코의 말:\none\n") and repaired.endswith(b"\n")
+    kept_aside = tmp_path / "quarantine" / "day1124" / "u" / "part1.txt"
+    if kept_aside.exists():  # cut inside a character: the whole lines stay, the cut-off bytes are set aside
+        assert repaired + kept_aside.read_bytes()[:-1] == torn
+    else:  # cut between characters: the text stays, ended with a newline
+        assert repaired == torn + b"\n"

@@ -134,3 +134,12 @@ def test_a_missing_gguf_embedding_model_falls_back_to_the_bundled_e5(tmp_path):
     assert choose_embedder(RecallConfig(embedding_model="off")) == (None, {})
     embedder, state = choose_embedder(RecallConfig())
     assert isinstance(embedder, E5Embedder) and state == {}
+
+
+def test_a_huge_turn_is_found_whole_but_shown_by_its_start(tmp_path):
+    from core.recall import TEXT_CHARS
+
+    write(tmp_path / "memory", "day0905/origin/part1.txt", f"나의 말:\n{'붙여 넣은 긴 문서 ' * 2000}마지막문장\n")
+    replay(tmp_path / "memory", tmp_path / "index")
+    found = MemorySearch(tmp_path / "index").search("마지막문장", 1, mode="lexical")
+    assert found[0].path == "day0905/origin/part1.txt" and found[0].text.endswith(" …") and len(found[0].text) == TEXT_CHARS + 2
