@@ -114,7 +114,7 @@ def test_a_user_with_their_key_sees_their_own_memories_in_the_page(echo, browser
     browser.refresh()
     browser.find_element(By.ID, "user").send_keys("minji")
     browser.find_element(By.ID, "token").send_keys(user_key(echo.token, "minji"))
-    browser.find_element(By.ID, "prompt").send_keys("서핑 배우는 곳이 어디였지?", Keys.ENTER)
+    browser.find_element(By.ID, "prompt").send_keys("양양에서 뭘 배운다고 했었지?", Keys.ENTER)
     exchange = wait(browser, lambda: (e := browser.find_elements(By.CSS_SELECTOR, "#log .exchange")) and e[0])
     wait(browser, lambda: exchange.find_element(By.CSS_SELECTOR, ".status").text == "" and exchange.find_element(By.CSS_SELECTOR, ".reply").text)
     exchange.find_element(By.CSS_SELECTOR, "details.memories summary").click()
