@@ -3,7 +3,7 @@
     .venv/bin/python bench/load.py [--requests 200] [--real-requests 12] [--real-concurrency 4]
 
 1. Instant circuits (configs/instant.yaml: Echo measured, not a model): 200 /api/ask at once
-   from 127.0.0.1. Every request must get a reply or a 503 with Retry-After, and memory/
+   from 127.0.0.1, each with its user's key, so each also recalls. Every request must get a reply or a 503 with Retry-After, and memory/
    must hold exactly the answered exchanges: requests/s and p50/p95/p99 latency.
 2. The real SmolLM2 circuits (configs/default.yaml) at a lower concurrency: the queue
    drains, and nothing is lost.
@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import collections
 import os
+import secrets
 import shutil
 import socket
 import sys
@@ -160,9 +161,12 @@ def _config(base: Path, home: Path, name: str, **overrides) -> Path:
 
 
 def run(url: str, label: str, n: int, concurrency: int, memory_dir: Path) -> None:
+    from core.auth import user_key
+
     asked = prompts(label, n)
     started = time.perf_counter()
-    results = asyncio.run(fire(url, asked, concurrency, user=label))
+    # As a user with their key, so that every request also recalls, as a real user's does.
+    results = asyncio.run(fire(url, asked, concurrency, user=label, token=user_key(os.environ["ECHO_ORIGIN_TOKEN"], label)))
     seconds = time.perf_counter() - started
     print(summary(f"{label} (concurrency {concurrency})", results, seconds), flush=True)
     time.sleep(1)
@@ -183,6 +187,7 @@ def main() -> None:
     from serve_app import build_app, start_ray
 
     home = Path(tempfile.mkdtemp(prefix="echo-load-"))
+    os.environ["ECHO_ORIGIN_TOKEN"] = secrets.token_hex(16)  # the bench's own owner, before Ray starts
     try:
         start_ray(num_cpus=8, include_dashboard=False, logging_level="warning")
         port = _free_port()
