@@ -31,6 +31,7 @@ from core.parsing import CONTROL_CHARS, parse_part
 from core.projects import ProjectError, ProjectFile, ProjectSpec, parse_project, write_project
 from core.replay import replay, scan_parts
 from tests.fakes import FakeCircuit, FakeMemory, make_config
+from tests.unit.test_replay import write
 
 TOKEN = "hostile-Token-0123456789abcdef"
 PROJECT = json.dumps({"name": "Site", "description": "A site.", "files": [{"path": "index.html", "content": "<p>hi</p>"}]})
@@ -193,13 +194,6 @@ def test_static_files_do_not_leave_the_web_folder(echo):
 # -- memory parts ----------------------------------------------------------------------
 
 GOOD = "나의 말:\n고양이 이름은 모카야\n에코의 말:\n귀여운 이름이네요\n"
-
-
-def write(root: Path, relative: str, data: str | bytes) -> Path:
-    path = root / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data if isinstance(data, bytes) else data.encode("utf-8"))
-    return path
 
 
 @pytest.fixture
