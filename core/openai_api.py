@@ -231,9 +231,8 @@ async def _circuit_completion(brain: Brain, req: ChatRequest, circuit: str, cid:
         try:
             completion = await brain.call(circuit, messages, **options)
         except Exception as exc:
-            response = openai_error(503, f"the {circuit} circuit failed: {type(exc).__name__}: {exc}", kind="server_error", code="circuit_failed")
-            response.headers["Retry-After"] = str(brain.config.retry_after_s)
-            return response
+            return _from_ask_error(AskError(503, "circuit_failed", f"the {circuit} circuit failed: {type(exc).__name__}: {exc}",
+                                            retry_after=brain.config.retry_after_s))
         finish = "length" if completion.finish_reason == "length" else "stop"
         return JSONResponse(_completion(cid, model, completion.text, finish, _usage(completion.prompt_tokens, completion.completion_tokens)))
 
