@@ -153,6 +153,11 @@ def safe_relative_path(raw: str) -> PurePosixPath:
     return path
 
 
+def _same_name(path: PurePosixPath) -> str:
+    """One key per name a file system may treat as the same: case and Unicode form aside."""
+    return unicodedata.normalize("NFC", str(path)).casefold()
+
+
 def check_project(spec: ProjectSpec, limits: ProjectLimits) -> list[tuple[PurePosixPath, bytes]]:
     """Validate every path and the size limits before anything touches the disk."""
     if len(spec.files) > limits.max_files:
@@ -165,8 +170,7 @@ def check_project(spec: ProjectSpec, limits: ProjectLimits) -> list[tuple[PurePo
     checked, seen, total = [], set(), 0
     for item in spec.files:
         path = safe_relative_path(item.path)
-        # One key per name a file system may treat as the same: case and Unicode form aside.
-        key = unicodedata.normalize("NFC", str(path)).casefold()
+        key = _same_name(path)
         if key in seen:
             raise ProjectError(f"file path {item.path!r} appears twice")
         seen.add(key)
@@ -179,7 +183,7 @@ def check_project(spec: ProjectSpec, limits: ProjectLimits) -> list[tuple[PurePo
         raise ProjectError(f"the project is {total} bytes; the limit is {limits.max_bytes} (projects.max_bytes)")
     for path, _ in checked:  # a file cannot also be a folder: "a" and "a/b" together
         for parent in path.parents:
-            if unicodedata.normalize("NFC", str(parent)).casefold() in seen:
+            if _same_name(parent) in seen:
                 raise ProjectError(f"{parent} is both a file and a folder")
     return checked
 
