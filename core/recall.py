@@ -57,7 +57,7 @@ class MemorySearch:
         self.embedder = embedder
         self.vectors = VectorStore(index_dir / "dense" / embedder.name) if embedder else None
         self._lock = threading.Lock()
-        self._matrix: tuple[np.ndarray, np.ndarray] | None = None
+        self._matrix: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # rows, vectors, users
         self.refresh()
 
     def refresh(self) -> None:
@@ -132,14 +132,19 @@ class MemorySearch:
             return []
         with self._lock:
             if self._matrix is None:
-                self._matrix = self.vectors.matrix(self.turns["hash"])
-            rows, matrix = self._matrix
+                rows, matrix = self.vectors.matrix(self.turns["hash"])
+                users = np.array(self.turns["user"], dtype=object)[rows] if len(rows) else np.zeros(0, dtype=object)
+                self._matrix = rows, matrix, users
+            rows, matrix, users = self._matrix
         if not len(rows):
             return []
+        # Vectorized throughout: at 300,000 turns a Python loop over the rows, or a full sort,
+        # would cost more than the question's embedding.
         scores = matrix @ self.embedder.query(query)
         if user is not None:
-            scores = np.where(np.array([self.turns["user"][r] == user for r in rows]), scores, -np.inf)
-        best = np.argsort(-scores)[:k]
+            scores = np.where(users == user, scores, -np.inf)
+        best = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+        best = best[np.argsort(-scores[best], kind="stable")]
         return [(int(rows[i]), float(scores[i])) for i in best if np.isfinite(scores[i])]
 
     def search(self, query: str, k: int = 10, user: str | None = None, mode: str = "hybrid") -> list[Memory]:

@@ -64,6 +64,9 @@ def test_search_keeps_to_one_user_when_asked(index, e5):
     assert {m.user for m in search.search("여행", 10, user="minji")} == {"minji"}
     assert {m.user for m in search.search("여행", 10, user="origin", mode="dense")} == {"origin"}
     assert search.search("여행", 10, user="nobody") == []
+    for k in (2, 3, 50):  # the k best of everyone's, best first, whether k is under the count or past it
+        scores = [m.score for m in search.search("여행", k, mode="dense")]
+        assert scores == sorted(scores, reverse=True) and 1 < len(scores) <= k
 
 
 def test_search_works_lexically_before_any_vector_exists(index, e5):
