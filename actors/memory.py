@@ -24,6 +24,7 @@ from core.config import EchoConfig
 from core.dense import choose_embedder
 from core.memory_store import append_exchange, exchange_lines, repair_torn_parts
 from core.recall import MemorySearch
+from core.watch import wait_for_quiet
 from pipelines.replay import boot_memory_loop
 
 log = logging.getLogger("echo.memory")
@@ -31,6 +32,10 @@ log = logging.getLogger("echo.memory")
 NAMESPACE = "echo"
 SETTLE_S = 0.25  # a part written this recently may still be being written: it waits
 UPDATE_INTERVAL_S = 0.15  # index updates take in bursts of saves together
+# An index update costs a core for tens of milliseconds (a second at 300,000 lines): it waits
+# for a moment without saves or searches, so that it does not slow the answers being given,
+# but never longer than this, so that what was said is soon searchable.
+MAX_DEFER_S = 1.0
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=8)
@@ -45,6 +50,7 @@ class MemoryActor:
         self._write = threading.Lock()  # one exchange at a time into memory/
         self._changed = threading.Event()  # memory/ has lines the index has not seen
         self._whole: dict[str, tuple[int, int]] = {}  # parts as this actor's saves left them
+        self._last_request = 0.0  # time.monotonic() of the last save or search
         self.saving: dict = {"state": "ok"}  # the last save's outcome, for /health
         self.search_engine: MemorySearch | None = None
         self.replay_state: dict = {"state": "starting"}
@@ -55,6 +61,7 @@ class MemoryActor:
     # -- writing ---------------------------------------------------------------------
 
     def save(self, user: str, prompt: str, reply: str) -> dict:
+        self._last_request = time.monotonic()
         c = self.config
         lines = exchange_lines(prompt, reply, c.markers)
         with self._write:
@@ -126,9 +133,7 @@ class MemoryActor:
                 embedding.start()
                 embedding.join()
             self._changed.wait()
-            # Saves come in bursts (every answer is one): wait a moment so that one update
-            # takes several in, instead of the index thread competing with every answer.
-            time.sleep(UPDATE_INTERVAL_S)
+            wait_for_quiet(lambda: self._last_request, UPDATE_INTERVAL_S, MAX_DEFER_S)
             self._changed.clear()
 
     def _load_embedder(self):
@@ -139,10 +144,7 @@ class MemoryActor:
         return embedder
 
     def _embed(self) -> None:
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)  # Linux: this thread only
-        except (AttributeError, OSError):
-            pass
+        _run_when_idle()
         engine = self.search_engine
         total = len(engine.turns["hash"])
         fallback = {"fallback": self.embedding_state["fallback"]} if "fallback" in self.embedding_state else {}
@@ -161,6 +163,7 @@ class MemoryActor:
     # -- reading ---------------------------------------------------------------------
 
     def search(self, query: str, k: int = 10, user: str | None = None, mode: str = "hybrid") -> list[dict]:
+        self._last_request = time.monotonic()
         if self.search_engine is None:
             return []
         return [m.as_dict() for m in self.search_engine.search(query, k, user, mode)]
@@ -178,6 +181,20 @@ class MemoryActor:
             "replay": self.replay_state,
             "embedding": self.embedding_state,
         }
+
+
+def _run_when_idle() -> None:
+    """Lower this thread (Linux: not the process) to SCHED_IDLE: it runs only on a core that
+    nothing else wants. Nice 19 is not enough: Ray starts its workers at nice 15, so a nice-19
+    thread would still take a third of a core from a circuit or the brain."""
+    tid = threading.get_native_id()
+    try:
+        os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, 19)
+        except (AttributeError, OSError):
+            pass
 
 
 def _now() -> str:

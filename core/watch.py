@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -63,3 +64,24 @@ class Coalescer:
             except Exception:  # the next poke tries again
                 log.exception("%s: call failed", self._thread.name)
             self._stopped.wait(self.interval)
+
+
+def wait_for_quiet(
+    last_activity: Callable[[], float],
+    quiet_s: float,
+    max_wait_s: float,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], object] = time.sleep,
+) -> float:
+    """Wait until nothing happened for quiet_s (last_activity() is a clock() time), but not
+    longer than max_wait_s; returns the time waited.
+
+    Background work started this way yields to the requests being served (their answers are
+    not slowed by it) and still runs soon under a steady stream of them.
+    """
+    start = clock()
+    deadline = start + max_wait_s
+    sleep(quiet_s)  # what comes in a burst is taken in together
+    while (now := clock()) < deadline and now - last_activity() < quiet_s:
+        sleep(min(quiet_s, deadline - now))
+    return clock() - start

@@ -6,7 +6,9 @@ import threading
 import time
 from pathlib import Path
 
-from core.watch import Coalescer, is_manifest_path, is_memory_path
+import pytest
+
+from core.watch import Coalescer, is_manifest_path, is_memory_path, wait_for_quiet
 
 MEMORY = Path("/data/memory")
 
@@ -64,3 +66,38 @@ def test_a_failing_call_is_tried_again_at_the_next_poke():
         assert len(calls) == 2 and coalescer.calls == 1
     finally:
         coalescer.stop()
+
+
+class FakeClock:
+    """A clock that moves only when slept on."""
+
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_wait_for_quiet_returns_after_the_burst_when_nothing_else_comes():
+    clock = FakeClock()
+    last = clock.now  # a save just now
+    waited = wait_for_quiet(lambda: last, 0.15, 1.0, clock=clock, sleep=clock.sleep)
+    assert waited == pytest.approx(0.15)
+
+
+def test_wait_for_quiet_waits_while_requests_keep_coming_but_not_past_the_limit():
+    clock = FakeClock()
+    # A request every 30 ms, as a busy server sees: never quiet for 0.15 s.
+    waited = wait_for_quiet(lambda: clock.now - (clock.now % 0.03), 0.15, 1.0, clock=clock, sleep=clock.sleep)
+    assert waited == pytest.approx(1.0)
+
+
+def test_wait_for_quiet_goes_at_the_first_quiet_moment():
+    clock = FakeClock()
+    start = clock.now
+    # Requests for 0.4 s, then none.
+    waited = wait_for_quiet(lambda: min(clock.now, start + 0.4), 0.15, 1.0, clock=clock, sleep=clock.sleep)
+    assert 0.55 <= waited < 0.75
