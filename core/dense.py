@@ -9,6 +9,7 @@ embedding resumes where it stopped and a turn seen twice is embedded once.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from pathlib import Path
@@ -90,22 +91,32 @@ def load_embedder(model: str, threads: int = 1, n_gpu_layers: int = 0) -> Embedd
 
 
 class VectorStore:
-    """Vectors by turn hash, in append-only chunk files under folder (one folder per model)."""
+    """Vectors by turn hash, in append-only chunk files under folder (one folder per model),
+    and in memory as one matrix that grows in place, so that a search never copies them."""
 
     def __init__(self, folder: Path):
         self.folder = folder
-        self.vectors: dict[str, np.ndarray] = {}
+        self.position: dict[str, int] = {}  # turn hash -> its row in .all
+        self._rows = np.zeros((0, 0), dtype=np.float32)  # .all, and room to grow
         self._chunks = 0
         for chunk in sorted(folder.glob("chunk-*.npz")) if folder.is_dir() else []:
             try:
                 with np.load(chunk) as data:
-                    self.vectors.update(zip(data["hashes"].tolist(), data["vectors"]))
+                    self._keep(data["hashes"].tolist(), data["vectors"])
             except (OSError, ValueError, KeyError):  # a chunk cut off by a crash: its turns are embedded again
                 chunk.unlink(missing_ok=True)
             self._chunks = max(self._chunks, int(chunk.stem.split("-")[1]))
 
+    def __contains__(self, turn_hash: str) -> bool:
+        return turn_hash in self.position
+
+    @property
+    def all(self) -> np.ndarray:
+        """Every vector kept, one row each, in the order they came."""
+        return self._rows[: len(self.position)]
+
     def missing(self, hashes: Iterable[str]) -> list[str]:
-        return [h for h in dict.fromkeys(hashes) if h not in self.vectors]
+        return [h for h in dict.fromkeys(hashes) if h not in self.position]
 
     def add(self, hashes: list[str], vectors: np.ndarray) -> None:
         """Keep and persist one batch (written to a temporary name, then renamed)."""
@@ -117,14 +128,26 @@ class VectorStore:
         temporary = final.with_name(f".{final.name}.tmp.npz")
         np.savez(temporary, hashes=np.array(hashes), vectors=vectors.astype(np.float32))
         os.replace(temporary, final)
-        self.vectors.update(zip(hashes, vectors))
+        self._keep(hashes, vectors)
 
-    def matrix(self, hashes: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(row numbers in hashes that have a vector, their vectors stacked)."""
-        rows = [i for i, h in enumerate(hashes) if h in self.vectors]
-        if not rows:
-            return np.zeros(0, dtype=np.int64), np.zeros((0, 1), dtype=np.float32)
-        return np.array(rows), np.stack([self.vectors[hashes[i]] for i in rows])
+    def _keep(self, hashes: list[str], vectors: np.ndarray) -> None:
+        new = {h: i for i, h in enumerate(hashes) if h not in self.position}  # the first of a hash given twice
+        if not new:
+            return
+        used, added = len(self.position), len(new)
+        if used + added > len(self._rows):  # doubling: adding n vectors costs O(n) over time
+            grown = np.zeros((max(used + added, 2 * len(self._rows), 1024), vectors.shape[1]), dtype=np.float32)
+            if used:
+                grown[:used] = self._rows[:used]
+            self._rows = grown  # a search holding the old matrix still reads the rows it knew
+        self._rows[used : used + added] = vectors[list(new.values())]
+        self.position.update(zip(new, range(used, used + added)))
+
+    def positions(self, hashes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(numbers of the hashes that have a vector, the rows of .all that hold those vectors)."""
+        rows = np.fromiter(map(self.position.get, hashes, itertools.repeat(-1)), dtype=np.int64, count=len(hashes))
+        numbers = np.flatnonzero(rows >= 0)
+        return numbers, rows[numbers]
 
 
 def choose_embedder(recall) -> tuple[Embedder | None, dict]:

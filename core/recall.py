@@ -57,7 +57,7 @@ class MemorySearch:
         self.embedder = embedder
         self.vectors = VectorStore(index_dir / "dense" / embedder.name) if embedder else None
         self._lock = threading.Lock()
-        self._matrix: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # rows, vectors, users
+        self._matrix: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # turn rows, their rows in vectors.all, users
         self.refresh()
 
     def refresh(self) -> None:
@@ -84,7 +84,7 @@ class MemorySearch:
 
     def embedded(self) -> int:
         """How many of the turns have a vector."""
-        return sum(1 for h in self.turns["hash"] if self.vectors and h in self.vectors.vectors)
+        return sum(1 for h in self.turns["hash"] if self.vectors and h in self.vectors)
 
     def embed_pending(
         self, batch: int = 32, chunk: int = 512, stop: threading.Event | None = None, on_chunk: Callable[[int], object] | None = None
@@ -132,15 +132,15 @@ class MemorySearch:
             return []
         with self._lock:
             if self._matrix is None:
-                rows, matrix = self.vectors.matrix(self.turns["hash"])
+                rows, positions = self.vectors.positions(self.turns["hash"])
                 users = np.array(self.turns["user"], dtype=object)[rows] if len(rows) else np.zeros(0, dtype=object)
-                self._matrix = rows, matrix, users
-            rows, matrix, users = self._matrix
+                self._matrix = rows, positions, users
+            rows, positions, users = self._matrix
         if not len(rows):
             return []
         # Vectorized throughout: at 300,000 turns a Python loop over the rows, or a full sort,
         # would cost more than the question's embedding.
-        scores = matrix @ self.embedder.query(query)
+        scores = (self.vectors.all @ self.embedder.query(query))[positions]
         if user is not None:
             scores = np.where(users == user, scores, -np.inf)
         best = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))

@@ -93,8 +93,19 @@ def test_the_vector_store_keeps_what_it_was_given(tmp_path):
     store.add(["a", "b"], np.eye(2, dtype=np.float32))
     reopened = VectorStore(tmp_path / "v")
     assert reopened.missing(["a", "c", "c"]) == ["c"]
-    rows, matrix = reopened.matrix(["c", "b"])
-    assert rows.tolist() == [1] and matrix.tolist() == [[0.0, 1.0]]
+    numbers, rows = reopened.positions(["c", "b"])
+    assert numbers.tolist() == [1] and reopened.all[rows].tolist() == [[0.0, 1.0]]
+    reopened.add(["b", "d"], np.array([[9.0, 9.0], [0.5, 0.5]], dtype=np.float32))  # b is kept as it was
+    assert reopened.all.tolist() == [[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]]
+
+
+def test_the_vector_store_grows_in_place_past_its_first_room(tmp_path):
+    store = VectorStore(tmp_path / "v")
+    vectors = np.random.default_rng(0).random((2500, 4), dtype=np.float32)
+    for start in range(0, 2500, 700):
+        store.add([f"h{i}" for i in range(start, min(start + 700, 2500))], vectors[start : start + 700])
+    assert np.array_equal(store.all, vectors)
+    assert np.array_equal(VectorStore(tmp_path / "v").all, vectors)
 
 
 def memory(text: str, n: int = 1) -> Memory:
