@@ -7,7 +7,9 @@
 2. /api/ask latency with `concat` against the sum of the three circuits' latencies when
    called one after another with the same messages (greedy). target: ratio <= 0.6
 3. The brain's own overhead (end-to-end minus the slowest circuit) with instant echo
-   circuits, over HTTP.                                         target: p50 <= 30 ms
+   circuits, over HTTP: lexical recall and save included.       target: p50 <= 30 ms
+   Beside it, in the same run, a guest's (no recall) and one with the question also
+   embedded by e5 on the CPU (a model's time, like the circuits').
 """
 
 from __future__ import annotations
@@ -71,7 +73,10 @@ def main() -> None:
 
     home = Path(tempfile.mkdtemp(prefix="echo-bench-"))
     real = parse_config(make_config(home / "real", args.port, args.max_tokens, "llama"))
-    fake = parse_config(make_config(home / "fake", args.port, args.max_tokens, "echo"))
+    # Instant circuits for the overhead: one app whose recall is lexical only, and one that
+    # also embeds each question with e5 (a model, like the circuits, whose time is shown apart).
+    fake = parse_config({**make_config(home / "fake", args.port, args.max_tokens, "echo"), "recall": {"embedding_model": "off"}})
+    fake_e5 = parse_config(make_config(home / "fake_e5", args.port, args.max_tokens, "echo"))
     # A token of the bench's own, so that the overhead requests recall (as the user "bench",
     # with that user's key) like a real user's do; set before Ray starts, which passes it on.
     os.environ["ECHO_ORIGIN_TOKEN"] = secrets.token_hex(16)
@@ -97,9 +102,14 @@ def main() -> None:
         # Echo alone with the instant circuits: the idle llama replicas would only add noise.
         serve.delete("echo")
         serve.run(build_from_config(fake), name="fake", route_prefix="/fake")
-        brain_overhead(url, client, args)
+        overhead = brain_overhead(url, client, args)
+        serve.delete("fake")  # one Echo at a time: a second one's background work would be noise
+        serve.run(build_from_config(fake_e5), name="fake_e5", route_prefix="/fake_e5")
+        brain_overhead_e5(url, client, args, overhead)
     serve.shutdown()
     ray.shutdown()
+    if run("concat"):
+        machine_floor(real, args)  # with Ray gone, so that nothing but the three models runs
 
 
 def serve_vs_direct(real, args) -> None:
@@ -164,23 +174,106 @@ def concat_vs_sequential(real, url, client, args) -> None:
 
 
 
-def brain_overhead(url, client, args) -> None:
-    """3. The brain's own overhead with instant circuits."""
+def overhead_of(url: str, client: httpx.Client, app: str, headers: dict, i: int) -> tuple[float, dict]:
+    """End-to-end milliseconds of one /api/ask minus its slowest circuit's, and the body."""
+    t = time.perf_counter()
+    body = client.post(f"{url}{app}/api/ask", json={"prompt": f"ping number {i} from the bench", "user": "bench"}, headers=headers).json()
+    return (time.perf_counter() - t) * 1000 - max(c["latency_ms"] for c in body["circuits"].values()), body
+
+
+def bench_key() -> dict:
     from core.auth import user_key
 
-    key = {"Authorization": f"Bearer {user_key(os.environ['ECHO_ORIGIN_TOKEN'], 'bench')}"}
-    overhead, recalled = [], 0
-    for i in range(args.overhead_requests + 10):
+    return {"Authorization": f"Bearer {user_key(os.environ['ECHO_ORIGIN_TOKEN'], 'bench')}"}
+
+
+def _plain_circuit(real, name: str, orders, answers) -> None:
+    """A circuit's model in a process of its own, no Ray: generate when told, report seconds."""
+    from core.brain import Brain
+    from core.identity import IdentitySource
+
+    engine = LlamaEngine(real.circuits[name], check_models(real)[name])
+    brain = Brain(real, {}, None, IdentitySource(real.manifest_dir), None)  # only for its prompts
+    messages = [{"role": "system", "content": brain.system_prompt(name)}, {"role": "user", "content": ASK}]
+    engine.chat(messages, max_tokens=8)  # the system prompt into the prefix cache, as in Serve
+    answers.put(0.0)
+    while orders.get():
         t = time.perf_counter()
-        body = client.post(f"{url}/fake/api/ask", json={"prompt": f"ping number {i} from the bench", "user": "bench"}, headers=key).json()
-        elapsed_ms = (time.perf_counter() - t) * 1000
-        if i >= 10:  # the first few warm connections and code paths
-            overhead.append(elapsed_ms - max(c["latency_ms"] for c in body["circuits"].values()))
-            recalled += bool(body["memories"])
+        engine.chat(messages, max_tokens=real.circuits[name].max_tokens)
+        answers.put(time.perf_counter() - t)
+
+
+def machine_floor(real, args) -> None:
+    """What this machine allows the concat ratio: the three circuits' models in three plain
+    processes (no Ray, no HTTP), at once against one after another, same messages."""
+    import multiprocessing
+
+    spawn = multiprocessing.get_context("spawn")
+    queues = {n: (spawn.Queue(), spawn.Queue()) for n in CIRCUIT_NAMES}
+    workers = [spawn.Process(target=_plain_circuit, args=(real, n, *queues[n]), daemon=True) for n in CIRCUIT_NAMES]
+    for worker in workers:
+        worker.start()
+    for _, answers in queues.values():
+        answers.get()
+    together, apart = [], []
+    for _ in range(args.rounds):
+        t = time.perf_counter()
+        for orders, _ in queues.values():
+            orders.put(True)
+        for _, answers in queues.values():
+            answers.get()
+        together.append(time.perf_counter() - t)
+        total = 0.0
+        for orders, answers in queues.values():
+            orders.put(True)
+            total += answers.get()
+        apart.append(total)
+    for orders, _ in queues.values():
+        orders.put(False)
+    for worker in workers:
+        worker.join()
+    a, q = statistics.median(together), statistics.median(apart)
+    print(f"concat_floor: three plain llama.cpp processes (no Ray) at once {a:.2f} s, one after another {q:.2f} s (median of {args.rounds}), ratio {a / q:.2f}")
+
+
+def brain_overhead(url, client, args) -> float:
+    """3. The brain's own overhead with instant circuits and lexical recall: a user with their
+    key (recall and save) and a guest (no recall), taken in turn. Returns the user's p50."""
+    for i in range(10):  # warm connections and code paths; gives the user memories to recall
+        overhead_of(url, client, "/fake", bench_key(), i)
+    user, guest, recalled = [], [], 0
+    for i in range(10, 10 + args.overhead_requests):
+        ms, body = overhead_of(url, client, "/fake", bench_key(), i)
+        user.append(ms)
+        recalled += bool(body["memories"])
+        guest.append(overhead_of(url, client, "/fake", {}, i)[0])
+    n = args.overhead_requests
     print(
-        f"brain_overhead: p50 {percentile(overhead, 50):.1f} ms, p95 {percentile(overhead, 95):.1f} ms "
-        f"over {len(overhead)} sequential requests with instant circuits, recall ({recalled} brought memories) and memory save included "
-        "(target p50 <= 30 ms)"
+        f"brain_overhead: p50 {percentile(user, 50):.1f} ms, p95 {percentile(user, 95):.1f} ms over {n} sequential requests with instant circuits, "
+        f"as a user with a key: recall (lexical; {recalled} brought memories) and memory save included (target p50 <= 30 ms)"
+    )
+    print(f"brain_overhead_guest: p50 {percentile(guest, 50):.1f} ms, p95 {percentile(guest, 95):.1f} ms over {n} requests taken in turn with the above, as a guest: no recall")
+    return percentile(user, 50)
+
+
+def brain_overhead_e5(url, client, args, lexical_p50: float) -> None:
+    """The same user's requests to an Echo whose recall also embeds the question with e5."""
+    for i in range(10):
+        overhead_of(url, client, "/fake_e5", bench_key(), i)
+    # Recall in its steady state: the memories so far have their vectors, so every question
+    # is embedded and searched both ways (new turns wait for a quiet moment, as in use).
+    deadline = time.monotonic() + 120
+    while (embedding := client.get(f"{url}/fake_e5/health").json()["memory"]["embedding"])["state"] != "ready" and time.monotonic() < deadline:
+        time.sleep(0.5)
+    user, recalled = [], 0
+    for i in range(10, 10 + args.overhead_requests):
+        ms, body = overhead_of(url, client, "/fake_e5", bench_key(), i)
+        user.append(ms)
+        recalled += bool(body["memories"])
+    print(
+        f"brain_overhead_e5: p50 {percentile(user, 50):.1f} ms, p95 {percentile(user, 95):.1f} ms over {args.overhead_requests} requests, "
+        f"as the user with a key, recall also embedding each question with e5 on the CPU ({recalled} brought memories; "
+        f"{embedding.get('embedded', 0)} turns embedded before): e5 adds {percentile(user, 50) - lexical_p50:.1f} ms at p50"
     )
 
 
