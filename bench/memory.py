@@ -33,8 +33,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.memory_gen import generate_memory, load_devset  # noqa: E402
+from core.memory_store import scan_parts  # noqa: E402
 from core.parsing import parse_part  # noqa: E402
-from core.replay import scan_parts  # noqa: E402
 
 CHILD = r"""
 import json, sys, time

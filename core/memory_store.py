@@ -1,4 +1,5 @@
-"""Saving exchanges in the owner's format: memory/dayMMDD/<user>/partN.txt, 395 lines a part."""
+"""The owner's format, memory/dayMMDD/<user>/partN.txt with 395 lines a part: listing the
+parts (one listing for replay, repair and restore), saving exchanges, repairing, restoring."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from zoneinfo import ZoneInfo
 from core.parsing import CONTROL_CHARS, DEFAULT_MARKERS, marker_of, parse_part
 
 PART_RE = re.compile(r"^part([1-9][0-9]*)\.txt$")
+DAY_RE = re.compile(r"^day[0-9]{4}$")
 
 
 @dataclass(frozen=True)
@@ -129,19 +131,77 @@ def append_exchange(
     return SaveReceipt(path=str(relative), line_start=used + 1, line_end=used + len(lines), backup_error=backup_error)
 
 
-def part_files(root: Path) -> list[Path]:
-    """Every part under root (dayMMDD/<user>/partN.txt), relative to root, in order.
+@dataclass(frozen=True)
+class PartFile:
+    path: str  # relative to the memory folder: dayMMDD/<user>/partN.txt
+    day: str
+    user: str
+    part: int
+    size: int
+    mtime_ns: int
+    inode: int = 0
+    # Set by replay when the part grew in place since its last read (see read_part).
+    resume_offset: int = -1
+    resume_line: int = 0
+    resume_sha1: str = ""
+    resume_size: int = 0
+    resume_digest: str = ""
 
-    Links are not followed, at any level: repair and restore write only inside root.
-    """
-    if not root.is_dir():
-        return []
-    found = [
-        p.relative_to(root)
-        for p in root.glob("*/*/part*.txt")
-        if part_number(p.name) and not any(q.is_symlink() for q in (p, p.parent, p.parent.parent)) and p.is_file()
-    ]
-    return sorted(found, key=lambda p: (p.parts[0], p.parts[1], part_number(p.name)))
+
+PART_LIKE = re.compile(r"^part.*\.txt$", re.IGNORECASE)  # meant as a part, whether or not the name is right
+LINK_REASON = "a symbolic link: Echo reads only what is inside memory/ (fix: move or copy the real file or folder into memory/)"
+
+
+def scan_parts(memory_dir: Path) -> tuple[list[PartFile], list[dict]]:
+    """Every part in order (days by name, users by name, parts by number), and what was
+    skipped ({path, reason}): folders that could not be read, links (never followed, so
+    nothing outside memory/ is read), and files meant as parts that cannot be one."""
+    found: list[PartFile] = []
+    skipped: list[dict] = []
+
+    def entries(relative: str) -> list[os.DirEntry]:
+        try:
+            with os.scandir(memory_dir / relative) as listing:
+                return sorted(listing, key=lambda e: e.name)
+        except OSError as exc:
+            skipped.append({"path": relative, "reason": f"unreadable folder: {exc.strerror} (fix: check its permissions)"})
+            return []
+
+    for day in entries("."):
+        if not DAY_RE.match(day.name):
+            continue  # README.md and the like
+        if day.is_symlink():
+            skipped.append({"path": day.name, "reason": LINK_REASON})
+        elif not day.is_dir():
+            skipped.append({"path": day.name, "reason": "a file where a day folder belongs (fix: move it out of memory/)"})
+        else:
+            for user in entries(day.name):
+                where = f"{day.name}/{user.name}"
+                if user.is_symlink():
+                    skipped.append({"path": where, "reason": LINK_REASON})
+                elif user.is_dir():
+                    for entry in entries(where):
+                        _scan_part(entry, day.name, user.name, found, skipped)
+                elif PART_LIKE.match(user.name):
+                    skipped.append({"path": where, "reason": "a part outside a user folder (fix: move it into memory/dayMMDD/<user>/)"})
+    found.sort(key=lambda p: (p.day, p.user, p.part))
+    return found, skipped
+
+
+def _scan_part(entry: os.DirEntry, day: str, user: str, found: list[PartFile], skipped: list[dict]) -> None:
+    path = f"{day}/{user}/{entry.name}"
+    number = part_number(entry.name)
+    if entry.is_symlink():
+        if number or PART_LIKE.match(entry.name):
+            skipped.append({"path": path, "reason": LINK_REASON})
+    elif number and entry.is_file(follow_symlinks=False):
+        stat = entry.stat(follow_symlinks=False)
+        found.append(PartFile(path, day, user, number, stat.st_size, stat.st_mtime_ns, stat.st_ino))
+    elif number:
+        skipped.append({"path": path, "reason": "not a regular file (fix: move it out of memory/)"})
+    elif PART_LIKE.match(entry.name):
+        skipped.append({"path": path, "reason": "not a part name: parts are part1.txt, part2.txt, ... counting from 1, without "
+                        "leading zeros (fix: rename it to the next free partN.txt)"})
 
 
 def repair_torn_parts(memory_dir: Path, quarantine_dir: Path) -> list[str]:
@@ -152,8 +212,8 @@ def repair_torn_parts(memory_dir: Path, quarantine_dir: Path) -> list[str]:
     last whole line. Returns one report line per part touched.
     """
     reports = []
-    for relative in part_files(memory_dir):
-        path = memory_dir / relative
+    for part in scan_parts(memory_dir)[0]:
+        relative, path = part.path, memory_dir / part.path
         data = path.read_bytes()
         if not data or data.endswith(b"\n") or b"\x00" in data:
             continue  # whole, or not text at all (replay reports a binary part; repair must not touch it)
@@ -195,7 +255,8 @@ def restore(memory_dir: Path, backup_dir: Path) -> RestoreReport:
     its backup some other way is left alone and reported as a conflict.
     """
     restored, unchanged, conflicts = [], [], []
-    for relative in part_files(backup_dir):
+    for part in scan_parts(backup_dir)[0]:
+        relative = part.path
         saved, target = (backup_dir / relative).read_bytes(), memory_dir / relative
         current = target.read_bytes() if target.exists() else b""
         if current == saved or current.startswith(saved):

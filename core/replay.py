@@ -16,10 +16,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -29,10 +28,9 @@ import pyarrow.parquet as pq
 
 from core.insight import describe, top_terms_by_day
 from core.lexical import LexicalIndex
-from core.memory_store import part_number
+from core.memory_store import PartFile, scan_parts
 from core.parsing import CARRIED, DEFAULT_MARKERS, parse_part
 
-DAY_RE = re.compile(r"^day[0-9]{4}$")
 # Bump when what replay derives from a part changes (parsing, cleaning, hashing): tables
 # written by another version are rebuilt by a full replay.
 REPLAY_VERSION = b"2"
@@ -78,79 +76,6 @@ PART_SCHEMA = pa.schema(
 )
 READ_SCHEMA = pa.schema([*PART_SCHEMA, ("turns", pa.list_(_READ_TURN))])
 TURNS_FILE_SCHEMA = TURN_SCHEMA.append(pa.field("duplicate_of", pa.string()))
-
-
-@dataclass(frozen=True)
-class PartFile:
-    path: str  # relative to the memory folder: dayMMDD/<user>/partN.txt
-    day: str
-    user: str
-    part: int
-    size: int
-    mtime_ns: int
-    inode: int = 0
-    # Set by replay when the part grew in place since its last read (see read_part).
-    resume_offset: int = -1
-    resume_line: int = 0
-    resume_sha1: str = ""
-    resume_size: int = 0
-    resume_digest: str = ""
-
-
-PART_LIKE = re.compile(r"^part.*\.txt$", re.IGNORECASE)  # meant as a part, whether or not the name is right
-LINK_REASON = "a symbolic link: Echo reads only what is inside memory/ (fix: move or copy the real file or folder into memory/)"
-
-
-def scan_parts(memory_dir: Path) -> tuple[list[PartFile], list[dict]]:
-    """Every part in order (days by name, users by name, parts by number), and what was
-    skipped ({path, reason}): folders that could not be read, links (never followed, so
-    nothing outside memory/ is read), and files meant as parts that cannot be one."""
-    found: list[PartFile] = []
-    skipped: list[dict] = []
-
-    def entries(relative: str) -> list[os.DirEntry]:
-        try:
-            with os.scandir(memory_dir / relative) as listing:
-                return sorted(listing, key=lambda e: e.name)
-        except OSError as exc:
-            skipped.append({"path": relative, "reason": f"unreadable folder: {exc.strerror} (fix: check its permissions)"})
-            return []
-
-    for day in entries("."):
-        if not DAY_RE.match(day.name):
-            continue  # README.md and the like
-        if day.is_symlink():
-            skipped.append({"path": day.name, "reason": LINK_REASON})
-        elif not day.is_dir():
-            skipped.append({"path": day.name, "reason": "a file where a day folder belongs (fix: move it out of memory/)"})
-        else:
-            for user in entries(day.name):
-                where = f"{day.name}/{user.name}"
-                if user.is_symlink():
-                    skipped.append({"path": where, "reason": LINK_REASON})
-                elif user.is_dir():
-                    for entry in entries(where):
-                        _scan_part(entry, day.name, user.name, found, skipped)
-                elif PART_LIKE.match(user.name):
-                    skipped.append({"path": where, "reason": "a part outside a user folder (fix: move it into memory/dayMMDD/<user>/)"})
-    found.sort(key=lambda p: (p.day, p.user, p.part))
-    return found, skipped
-
-
-def _scan_part(entry: os.DirEntry, day: str, user: str, found: list[PartFile], skipped: list[dict]) -> None:
-    path = f"{day}/{user}/{entry.name}"
-    number = part_number(entry.name)
-    if entry.is_symlink():
-        if number or PART_LIKE.match(entry.name):
-            skipped.append({"path": path, "reason": LINK_REASON})
-    elif number and entry.is_file(follow_symlinks=False):
-        stat = entry.stat(follow_symlinks=False)
-        found.append(PartFile(path, day, user, number, stat.st_size, stat.st_mtime_ns, stat.st_ino))
-    elif number:
-        skipped.append({"path": path, "reason": "not a regular file (fix: move it out of memory/)"})
-    elif PART_LIKE.match(entry.name):
-        skipped.append({"path": path, "reason": "not a part name: parts are part1.txt, part2.txt, ... counting from 1, without "
-                        "leading zeros (fix: rename it to the next free partN.txt)"})
 
 
 def text_hash(text: str) -> str:

@@ -14,8 +14,9 @@ from typing import Mapping, Sequence
 
 import pyarrow as pa
 
+from core.memory_store import PartFile
 from core.parsing import DEFAULT_MARKERS
-from core.replay import READ_SCHEMA, PartFile, read_parts, replay
+from core.replay import READ_SCHEMA, read_parts, replay
 
 INLINE_PARTS = 8  # fewer changed parts than this are read without Ray Data
 PARTS_PER_TASK = 16

@@ -25,11 +25,11 @@ from core.auth import is_origin, origin_token, token_problem
 from core.brain import Brain
 from core.config import ProjectLimits
 from core.identity import IdentitySource
-from core.memory_store import exchange_lines, part_files
+from core.memory_store import exchange_lines, scan_parts
 from core.package import PackageError, build_package
 from core.parsing import CONTROL_CHARS, parse_part
 from core.projects import ProjectError, ProjectFile, ProjectSpec, parse_project, write_project
-from core.replay import replay, scan_parts
+from core.replay import replay
 from tests.fakes import FakeCircuit, FakeMemory, make_config
 from tests.unit.test_replay import write
 
@@ -262,8 +262,8 @@ def test_an_unreadable_user_folder_costs_only_that_folder(hostile_memory, monkey
 
 
 def test_repair_and_restore_list_no_part_outside_memory(hostile_memory):
-    assert not any(p.parts[:2] in (("day0901", "minji"), ("day0902", "minji")) or str(p) == "day0901/origin/part6.txt"
-                   for p in part_files(hostile_memory))
+    assert not any(Path(p.path).parts[:2] in (("day0901", "minji"), ("day0902", "minji")) or p.path == "day0901/origin/part6.txt"
+                   for p in scan_parts(hostile_memory)[0])
 
 
 # -- project files ---------------------------------------------------------------------

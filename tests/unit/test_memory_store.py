@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from core.memory_store import append_exchange, day_folder, exchange_lines, part_files, repair_torn_parts, restore
+from core.memory_store import append_exchange, day_folder, exchange_lines, repair_torn_parts, restore, scan_parts
 
 NOW = datetime(2026, 11, 24, 20, 0, tzinfo=timezone.utc)  # 05:00 on Nov 25 in Seoul
 
@@ -85,8 +85,9 @@ def test_every_write_is_mirrored_in_the_backup(tmp_path):
     memory, backup = tmp_path / "memory", tmp_path / "memory_backup"
     for i in range(120):
         append_exchange(memory, "u", exchange_lines(f"q{i}", "a"), NOW, "UTC", backup_dir=backup)
-    assert part_files(memory) == part_files(backup) and len(part_files(memory)) == 2
-    for relative in part_files(memory):
+    paths = [p.path for p in scan_parts(memory)[0]]
+    assert paths == [p.path for p in scan_parts(backup)[0]] and len(paths) == 2
+    for relative in paths:
         assert (memory / relative).read_bytes() == (backup / relative).read_bytes()
 
 
