@@ -32,9 +32,10 @@ log = logging.getLogger("echo.memory")
 NAMESPACE = "echo"
 SETTLE_S = 0.25  # a part written this recently may still be being written: it waits
 UPDATE_INTERVAL_S = 0.15  # index updates take in bursts of saves together
-# An index update costs a core for tens of milliseconds (a second at 300,000 lines): it waits
-# for a moment without saves or searches, so that it does not slow the answers being given,
-# but never longer than this, so that what was said is soon searchable.
+# An index update costs a core for tens of milliseconds (a second at 300,000 lines): while
+# answers are being saved one after another it waits for a pause between them, so that it
+# does not slow the answers, but never longer than this, so that what was said is soon
+# searchable. Parts that others drop into memory/ (no saves) are taken in at once.
 MAX_DEFER_S = 1.0
 
 
@@ -50,7 +51,7 @@ class MemoryActor:
         self._write = threading.Lock()  # one exchange at a time into memory/
         self._changed = threading.Event()  # memory/ has lines the index has not seen
         self._whole: dict[str, tuple[int, int]] = {}  # parts as this actor's saves left them
-        self._last_request = 0.0  # time.monotonic() of the last save or search
+        self._last_save = 0.0  # time.monotonic()
         self.saving: dict = {"state": "ok"}  # the last save's outcome, for /health
         self.search_engine: MemorySearch | None = None
         self.replay_state: dict = {"state": "starting"}
@@ -61,7 +62,7 @@ class MemoryActor:
     # -- writing ---------------------------------------------------------------------
 
     def save(self, user: str, prompt: str, reply: str) -> dict:
-        self._last_request = time.monotonic()
+        self._last_save = time.monotonic()
         c = self.config
         lines = exchange_lines(prompt, reply, c.markers)
         with self._write:
@@ -133,7 +134,7 @@ class MemoryActor:
                 embedding.start()
                 embedding.join()
             self._changed.wait()
-            wait_for_quiet(lambda: self._last_request, UPDATE_INTERVAL_S, MAX_DEFER_S)
+            wait_for_quiet(lambda: self._last_save, UPDATE_INTERVAL_S, MAX_DEFER_S)
             self._changed.clear()
 
     def _load_embedder(self):
@@ -163,7 +164,6 @@ class MemoryActor:
     # -- reading ---------------------------------------------------------------------
 
     def search(self, query: str, k: int = 10, user: str | None = None, mode: str = "hybrid") -> list[dict]:
-        self._last_request = time.monotonic()
         if self.search_engine is None:
             return []
         return [m.as_dict() for m in self.search_engine.search(query, k, user, mode)]

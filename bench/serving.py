@@ -263,7 +263,10 @@ def brain_overhead_e5(url, client, args, lexical_p50: float) -> None:
     # Recall in its steady state: the memories so far have their vectors, so every question
     # is embedded and searched both ways (new turns wait for a quiet moment, as in use).
     deadline = time.monotonic() + 120
-    while (embedding := client.get(f"{url}/fake_e5/health").json()["memory"]["embedding"])["state"] != "ready" and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        embedding = client.get(f"{url}/fake_e5/health").json()["memory"]["embedding"]
+        if embedding["state"] == "ready" and embedding.get("embedded", 0) >= 20:  # the ten exchanges above
+            break
         time.sleep(0.5)
     user, recalled = [], 0
     for i in range(10, 10 + args.overhead_requests):
