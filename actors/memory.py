@@ -45,12 +45,16 @@ class MemoryActor:
         self.config = EchoConfig.model_validate(config)
         self.config.memory_dir.mkdir(parents=True, exist_ok=True)
         # A crash mid-write leaves a cut-off last line: end it, or set it aside, before writing.
-        self.repairs = repair_torn_parts(self.config.memory_dir, self.config.quarantine_dir)
+        repaired = repair_torn_parts(self.config.memory_dir, self.config.quarantine_dir)
+        self.repairs = list(repaired.values())
         for report in self.repairs:
             log.warning("memory repaired at start: %s", report)
         self._write = threading.Lock()  # one exchange at a time into memory/
         self._changed = threading.Event()  # memory/ has lines the index has not seen
-        self._whole: dict[str, tuple[int, int]] = {}  # parts as this actor's saves left them
+        self._whole: dict[str, tuple[int, int]] = {}  # parts as this actor's saves (and repairs) left them
+        for relative in repaired:  # just written, but whole: the first replay need not wait for them
+            stat = (self.config.memory_dir / relative).stat()
+            self._whole[relative] = (stat.st_size, stat.st_mtime_ns)
         self._last_save = 0.0  # time.monotonic()
         self.saving: dict = {"state": "ok"}  # the last save's outcome, for /health
         self.search_engine: MemorySearch | None = None

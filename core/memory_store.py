@@ -204,14 +204,14 @@ def _scan_part(entry: os.DirEntry, day: str, user: str, found: list[PartFile], s
                         "leading zeros (fix: rename it to the next free partN.txt)"})
 
 
-def repair_torn_parts(memory_dir: Path, quarantine_dir: Path) -> list[str]:
+def repair_torn_parts(memory_dir: Path, quarantine_dir: Path) -> dict[str, str]:
     """At start: end every part whose last line was cut off by a crash, losing nothing.
 
     A cut-off line that is still valid UTF-8 is kept in place and ended with a newline; one
     cut inside a character is moved to quarantine_dir (same layout) and the part ends at its
-    last whole line. Returns one report line per part touched.
+    last whole line. Returns a report line for each part touched, by its path in memory_dir.
     """
-    reports = []
+    reports = {}
     for part in scan_parts(memory_dir)[0]:
         relative, path = part.path, memory_dir / part.path
         data = path.read_bytes()
@@ -224,10 +224,10 @@ def repair_torn_parts(memory_dir: Path, quarantine_dir: Path) -> list[str]:
         except UnicodeDecodeError:
             _append(quarantine_dir / relative, tail + b"\n")
             _atomic_write(path, data[:cut])
-            reports.append(f"{relative}: a cut-off last line ({len(tail)} bytes, not valid UTF-8) moved to {quarantine_dir / relative}")
+            reports[relative] = f"{relative}: a cut-off last line ({len(tail)} bytes, not valid UTF-8) moved to {quarantine_dir / relative}"
             continue
         _append(path, b"")  # ends the line: the text stays where it was
-        reports.append(f"{relative}: a cut-off last line was ended with a newline, its text kept")
+        reports[relative] = f"{relative}: a cut-off last line was ended with a newline, its text kept"
     return reports
 
 

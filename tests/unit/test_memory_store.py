@@ -97,8 +97,8 @@ def test_a_cut_off_line_of_text_is_ended_and_kept(tmp_path):
     part.write_text("나의 말:\n반쯤 쓰인", encoding="utf-8")
     reports = repair_torn_parts(tmp_path / "memory", tmp_path / "quarantine")
     assert part.read_text(encoding="utf-8") == "나의 말:\n반쯤 쓰인\n"
-    assert len(reports) == 1 and "day1124/u/part1.txt" in reports[0] and "kept" in reports[0]
-    assert repair_torn_parts(tmp_path / "memory", tmp_path / "quarantine") == []  # once is enough
+    assert list(reports) == ["day1124/u/part1.txt"] and "kept" in reports["day1124/u/part1.txt"]
+    assert repair_torn_parts(tmp_path / "memory", tmp_path / "quarantine") == {}  # once is enough
 
 
 def test_a_line_cut_inside_a_character_is_quarantined_not_dropped(tmp_path):
@@ -109,7 +109,7 @@ def test_a_line_cut_inside_a_character_is_quarantined_not_dropped(tmp_path):
     reports = repair_torn_parts(tmp_path / "memory", tmp_path / "quarantine")
     assert part.read_text(encoding="utf-8") == "나의 말:\n온전한 줄\n"
     assert (tmp_path / "quarantine" / "day1124" / "u" / "part1.txt").read_bytes() == torn + b"\n"
-    assert "quarantine" in reports[0] and "not valid UTF-8" in reports[0]
+    assert "quarantine" in reports["day1124/u/part1.txt"] and "not valid UTF-8" in reports["day1124/u/part1.txt"]
 
 
 def test_restore_brings_back_lost_and_cut_parts_and_never_removes_a_line(tmp_path):
@@ -143,7 +143,7 @@ def test_a_binary_file_among_the_parts_is_left_untouched_by_the_repair(tmp_path)
     path = tmp_path / "memory" / "day0101" / "origin" / "part1.txt"
     path.parent.mkdir(parents=True)
     path.write_bytes(binary)
-    assert repair_torn_parts(tmp_path / "memory", tmp_path / "quarantine") == []
+    assert repair_torn_parts(tmp_path / "memory", tmp_path / "quarantine") == {}
     assert path.read_bytes() == binary
 
 
@@ -213,7 +213,7 @@ def test_a_writer_killed_mid_write_leaves_a_torn_line_that_the_next_start_sets_a
     torn = part.read_bytes()
     assert not torn.endswith(b"\n") and len(torn) > whole  # killed mid-write, as a crash leaves it
     reports = repair_torn_parts(memory, tmp_path / "quarantine")  # what the MemoryActor does at its next start
-    assert len(reports) == 1 and "part1.txt" in reports[0]
+    assert list(reports) == ["day1124/u/part1.txt"]
     repaired = part.read_bytes()
     assert repaired.decode("utf-8").startswith("나의 말:\nfirst\n에코의 말:\none\n") and repaired.endswith(b"\n")
     kept_aside = tmp_path / "quarantine" / "day1124" / "u" / "part1.txt"
