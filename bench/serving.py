@@ -103,7 +103,7 @@ def main() -> None:
         serve.delete("echo")
         serve.run(build_from_config(fake), name="fake", route_prefix="/fake")
         overhead = brain_overhead(url, client, args)
-        serve.delete("fake")  # one Echo at a time: a second one's background work would be noise
+        serve.delete("fake")  # one Echo at a time (its detached memory actors stay, idle: nothing saves there)
         serve.run(build_from_config(fake_e5), name="fake_e5", route_prefix="/fake_e5")
         brain_overhead_e5(url, client, args, overhead)
     serve.shutdown()
@@ -116,9 +116,11 @@ def serve_vs_direct(real, args) -> None:
     """1. One circuit through Serve against the same model in this process."""
     from ray import serve
 
+    from serve_app import deployment_name
+
     circuit = real.circuits["emotion"]
     direct = LlamaEngine(circuit, check_models(real)["emotion"])
-    handle = serve.get_deployment_handle("EmotionCircuit", app_name="echo")
+    handle = serve.get_deployment_handle(deployment_name("emotion"), app_name="echo")
     direct.chat(STORY, max_tokens=8, greedy=True)  # warm both prompt caches
     handle.generate.remote(STORY, max_tokens=8, greedy=True).result()
     direct_tps, serve_tps = [], []
@@ -146,9 +148,10 @@ def concat_vs_sequential(real, url, client, args) -> None:
     from core.brain import Brain
     from core.identity import IdentitySource
     from core.recall import Memory
+    from serve_app import deployment_name
 
     brain = Brain(real, {}, None, IdentitySource(real.manifest_dir), None)  # only for its prompts
-    handles = {n: serve.get_deployment_handle(f"{n.capitalize()}Circuit", app_name="echo") for n in CIRCUIT_NAMES}
+    handles = {n: serve.get_deployment_handle(deployment_name(n), app_name="echo") for n in CIRCUIT_NAMES}
     client.post(f"{url}/api/ask", json={"prompt": ASK, "user": "bench"}).raise_for_status()  # warm the prefixes
     ask_s, seq_s = [], []
     for _ in range(args.rounds):
@@ -160,7 +163,7 @@ def concat_vs_sequential(real, url, client, args) -> None:
         question = Brain._question(ASK, [Memory(**m) for m in body["memories"]])
         total = 0.0
         for name in CIRCUIT_NAMES:
-            messages = [{"role": "system", "content": brain.system_prompt(name)}, {"role": "user", "content": question}]
+            messages = brain.messages(name, question)
             t = time.perf_counter()
             handles[name].generate.remote(messages).result()
             total += time.perf_counter() - t
@@ -194,7 +197,7 @@ def _plain_circuit(real, name: str, orders, answers) -> None:
 
     engine = LlamaEngine(real.circuits[name], check_models(real)[name])
     brain = Brain(real, {}, None, IdentitySource(real.manifest_dir), None)  # only for its prompts
-    messages = [{"role": "system", "content": brain.system_prompt(name)}, {"role": "user", "content": ASK}]
+    messages = brain.messages(name, ASK)
     engine.chat(messages, max_tokens=8)  # the system prompt into the prefix cache, as in Serve
     answers.put(0.0)
     while orders.get():

@@ -189,7 +189,7 @@ class Brain:
 
         async def run(name: str) -> None:
             await queue.put({"event": "circuit_start", "circuit": name})
-            messages = [{"role": "system", "content": self.system_prompt(name)}, {"role": "user", "content": content}]
+            messages = self.messages(name, content)
             timeout = self.config.circuits[name].timeout_s
             completion = None
             try:
@@ -240,6 +240,10 @@ class Brain:
         identity = self.identity.current.text[: self.config.identity_chars]
         return f"{self.config.circuits[circuit].role_prompt}\n\nWho you are:\n{identity}"
 
+    def messages(self, circuit: str, content: str) -> Messages:
+        """What a circuit is sent: its system prompt, then content as the user's message."""
+        return [{"role": "system", "content": self.system_prompt(circuit)}, {"role": "user", "content": content}]
+
     async def call(self, circuit: str, messages: Messages, **options: Any) -> Completion:
         """One circuit call bounded by the circuit's timeout."""
         timeout = self.config.circuits[circuit].timeout_s
@@ -275,8 +279,7 @@ class Brain:
         content = self._question(prompt, memories)
 
         async def one(name: str) -> Completion:
-            messages = [{"role": "system", "content": self.system_prompt(name)}, {"role": "user", "content": content}]
-            return await self.call(name, messages)
+            return await self.call(name, self.messages(name, content))
 
         results = await asyncio.gather(*(one(n) for n in CIRCUIT_NAMES), return_exceptions=True)
         answers: dict[str, Completion] = {}
@@ -330,7 +333,7 @@ class Brain:
         identity = self.identity.current
         outcome = Outcome(reply=identity.declaration, route="identity", user=user)
         outcome.extra["identity"] = {"files": list(identity.files)}
-        messages = [{"role": "system", "content": self.system_prompt("self")}, {"role": "user", "content": prompt}]
+        messages = self.messages("self", prompt)
         try:
             answer = await self.call("self", messages)
         except Exception as exc:
