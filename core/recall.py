@@ -57,7 +57,7 @@ class MemorySearch:
         self.embedder = embedder
         self.vectors = VectorStore(index_dir / "dense" / embedder.name) if embedder else None
         self._lock = threading.Lock()
-        self._matrix: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # turn rows, their rows in vectors.all, users
+        self._dense: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # turn rows, their rows in vectors.all, users
         self.refresh()
 
     def refresh(self) -> None:
@@ -76,11 +76,11 @@ class MemorySearch:
             self.table = table  # the rest of each turn is read only for the turns found
             self.turns = {c: table.column(c).to_pylist() for c in ("id", "user", "hash")}
             self.row_of = {turn_id: row for row, turn_id in enumerate(self.turns["id"])}
-            self._matrix = None
+            self._dense = None
 
     def vectors_changed(self) -> None:
         with self._lock:
-            self._matrix = None
+            self._dense = None
 
     def embedded(self) -> int:
         """How many of the turns have a vector."""
@@ -131,11 +131,11 @@ class MemorySearch:
         if self.embedder is None or self.vectors is None:
             return []
         with self._lock:
-            if self._matrix is None:
+            if self._dense is None:
                 rows, positions = self.vectors.positions(self.turns["hash"])
                 users = np.array(self.turns["user"], dtype=object)[rows] if len(rows) else np.zeros(0, dtype=object)
-                self._matrix = rows, positions, users
-            rows, positions, users = self._matrix
+                self._dense = rows, positions, users
+            rows, positions, users = self._dense
         if not len(rows):
             return []
         # Vectorized throughout: at 300,000 turns a Python loop over the rows, or a full sort,
