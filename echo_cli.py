@@ -14,8 +14,8 @@ from pathlib import Path
 
 import click
 
-from core.auth import ENABLE_HINT, origin_token
-from core.config import CONFIG_ENV, ConfigError, load_config
+from echo.brain.users import ENABLE_HINT, origin_token
+from echo.config import CONFIG_ENV, ConfigError, beside_memory, load_config
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -83,7 +83,7 @@ def ask_command(prompt: str, url: str, user: str | None, as_json: bool) -> None:
     """Ask a running Echo; the reply streams to the terminal. The owner's token comes from
     $ECHO_ORIGIN_TOKEN, a user's key (see user-key) from $ECHO_USER_KEY, never from the
     command line."""
-    from core.openai_api import ConcatOrder
+    from echo.brain.merge import ConcatStream
 
     payload = {"prompt": prompt, "stream": True, **({"user": user} if user else {})}
     headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
@@ -100,7 +100,7 @@ def ask_command(prompt: str, url: str, user: str | None, as_json: bool) -> None:
         raise click.ClickException(message) from None
     except OSError as exc:
         raise click.ClickException(f"cannot reach Echo at {url} ({getattr(exc, 'reason', exc)}): start it with `make serve`, or pass --url") from None
-    order, name, printed, live = ConcatOrder(), None, False, False
+    order, name, printed, live = None, None, False, False
     with response:
         for raw in response:
             line = raw.decode("utf-8").rstrip("\n")
@@ -119,6 +119,7 @@ def ask_command(prompt: str, url: str, user: str | None, as_json: bool) -> None:
             piece = ""
             if name == "start":
                 live = event.get("merge") == "concat"  # a synthesized reply is not the drafts: it comes whole
+                order = ConcatStream(event["order"])
             elif not live and name in ("token", "circuit_done", "circuit_failed"):
                 continue
             elif name == "token":
@@ -142,7 +143,7 @@ def ask_command(prompt: str, url: str, user: str | None, as_json: bool) -> None:
 @click.option("--config", "-c", "config_file", envvar=CONFIG_ENV, help=f"YAML config (default: ${CONFIG_ENV} or configs/default.yaml).")
 def restore_command(config_file: str | None) -> None:
     """Rebuild memory/ from memory_backup/, never removing a line memory/ has."""
-    from core.memory_store import restore
+    from echo.memory.store import restore
 
     try:
         config = load_config(config_file)
@@ -171,7 +172,7 @@ def _memory_folders(config_file: str | None, memory: str | None, index: str | No
     if index:
         index_dir = Path(index).expanduser().resolve()
     else:
-        index_dir = memory_dir.with_name(f"{memory_dir.name}_index") if memory else config.index_dir
+        index_dir = beside_memory(memory_dir, "index") if memory else config.index_dir
     if not memory_dir.is_dir():
         raise click.ClickException(f"no memory folder at {memory_dir} (fix: pass --memory DIR, or set memory_dir in the config)")
     return config, memory_dir, index_dir
@@ -191,8 +192,8 @@ def memory_options(function):
 
 
 def _embed_all(config, index_dir: Path) -> None:
-    from core.dense import load_embedder
-    from core.recall import MemorySearch
+    from echo.memory.dense import load_embedder
+    from echo.memory.search import MemorySearch
 
     search = MemorySearch(index_dir, load_embedder(config.recall.embedding_model, config.recall.embedding_threads, config.recall.embedding_n_gpu_layers))
     todo = len(search.vectors.missing(search.turns["hash"]))
@@ -210,17 +211,17 @@ def _embed_all(config, index_dir: Path) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the whole insight as JSON.")
 def replay_command(config_file: str | None, memory: str | None, index: str | None, force: bool, inline: bool, embed: bool, as_json: bool) -> None:
     """Take memory/ in: turns table, search index and insight.json (only what changed, unless --force)."""
-    from core.replay import replay
+    from echo.memory.replay import replay
 
     config, memory_dir, index_dir = _memory_folders(config_file, memory, index)
     if inline:
         insight = replay(memory_dir, index_dir, force=force, markers=config.markers)
     else:
-        from pipelines.replay import boot_memory_loop
+        from pipelines.ray_data_replay import replay_with_ray_data
         from serve_app import start_ray
 
         start_ray(None, include_dashboard=False, log_to_driver=False)
-        insight = boot_memory_loop(memory_dir, index_dir, force=force, markers=config.markers)
+        insight = replay_with_ray_data(memory_dir, index_dir, force=force, markers=config.markers)
     if embed and config.recall.embedding_model != "off":
         _embed_all(config, index_dir)
     if as_json:
@@ -247,10 +248,10 @@ def replay_command(config_file: str | None, memory: str | None, index: str | Non
 @click.option("--queries", type=click.File("r", encoding="utf-8"), help="A file with one query a line; prints one JSON line per query.")
 def search_command(config_file, memory, index, query, k, mode, user, as_json, queries) -> None:
     """Search the memory, with each turn's citation (path:lines)."""
-    from core.dense import load_embedder
-    from core.lexical import LexicalIndex
-    from core.recall import MemorySearch
-    from core.replay import replay
+    from echo.memory.dense import load_embedder
+    from echo.memory.lexical import LexicalIndex
+    from echo.memory.search import MemorySearch
+    from echo.memory.replay import replay
 
     if not query and queries is None:
         raise click.UsageError("give a QUERY, or --queries FILE with one query a line")
@@ -286,7 +287,7 @@ def search_command(config_file, memory, index, query, k, mode, user, as_json, qu
 @click.option("--gpu-gb", type=click.FloatRange(1, 10_000), default=48.0, show_default=True, help="The GPU's memory in GB (an A40: 48).")
 def plan_command(config_file: str | None, gpu_gb: float) -> None:
     """Will the circuits fit on one GPU? Read from the GGUF headers, weights never loaded."""
-    from core.plan import PlanError, plan, render
+    from echo.llm.plan import PlanError, plan, render
 
     try:
         result = plan(load_config(config_file), int(gpu_gb * 10**9))
@@ -304,8 +305,8 @@ def plan_command(config_file: str | None, gpu_gb: float) -> None:
 @click.option("--metrics-port", type=click.IntRange(1, 65535), default=8080, show_default=True, envvar="ECHO_METRICS_PORT")
 def doctor_command(config_file: str | None, address: str | None, metrics_port: int) -> None:
     """Check the tree, models, memory, manifest, token, ports and Ray: can Echo start?"""
-    from core.config import REPO_ROOT
-    from core.doctor import diagnose
+    from echo.config import REPO_ROOT
+    from echo.ops.doctor import diagnose
 
     findings = diagnose(REPO_ROOT, config_file, address, metrics_port)
     marks = {"ok": "ok   ", "warn": "WARN ", "error": "ERROR"}
@@ -322,8 +323,8 @@ def doctor_command(config_file: str | None, address: str | None, metrics_port: i
 @click.option("--with-memory", is_flag=True, help="Also pack memory/ (the owner's conversations: private).")
 def package_command(out: str, with_memory: bool) -> None:
     """Build the zip to upload to a RunPod pod: the same tree gives the same bytes."""
-    from core.config import REPO_ROOT
-    from core.package import PackageError, build_package, package_files
+    from echo.config import REPO_ROOT
+    from echo.ops.package import PackageError, build_package, package_files
 
     total = len(package_files(REPO_ROOT, with_memory))
     with click.progressbar(length=total, label="packing", file=sys.stderr) as bar:
@@ -358,10 +359,6 @@ def _report_when_ready(health_url: str, stop: threading.Event, timeout_s: float 
         stop.wait(1)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 @main.command("user-key")
 @click.argument("user")
 def user_key_command(user: str) -> None:
@@ -369,15 +366,15 @@ def user_key_command(user: str) -> None:
 
     A user name alone is only a claim, so without the key Echo answers without memories. The
     key comes from $ECHO_ORIGIN_TOKEN: a new token revokes every key."""
-    import re
-
-    from core.api import USER_PATTERN
-    from core.auth import user_key
-    from core.brain import ORIGIN_USER
+    from echo.brain.users import ORIGIN_USER, USER_RULE, is_user_name, user_key
 
     token = origin_token()
     if token is None:
         raise click.ClickException(f"user keys are made from the owner's token: {ENABLE_HINT}")
-    if not re.match(USER_PATTERN, user) or user == ORIGIN_USER:
-        raise click.ClickException(f"{user!r} is not a user name Echo takes: 1-64 letters, digits, '_', '-' or '.', not 'origin'")
+    if not is_user_name(user) or user == ORIGIN_USER:
+        raise click.ClickException(f"{user!r} is not a user name Echo takes: {USER_RULE}, not 'origin'")
     click.echo(user_key(token, user))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -17,9 +17,10 @@ import ray
 from ray.serve import Application
 from ray.serve.config import BackpressureConfig
 
-from actors.brain import EchoBrain
-from actors.circuit import LLMCircuit
-from core.config import EchoConfig, check_models, fit_to_hardware, load_config
+from actors.echo_brain import EchoBrain
+from actors.llm_circuit import LLMCircuit
+from echo.config import EchoConfig, fit_to_hardware, load_config
+from echo.llm.models import check_models
 
 log = logging.getLogger("echo")
 
@@ -96,7 +97,7 @@ def build_from_config(config: EchoConfig) -> Application:
         max_queued_requests=config.brain_max_queued_requests,
         backpressure_config=backpressure,
         ray_actor_options={"num_cpus": 0},
-    ).bind(config.model_dump(mode="json"), circuits["emotion"], circuits["creation"], circuits["self"])
+    ).bind(config.model_dump(mode="json"), circuits)
 
 
 def build_app(args: dict[str, Any] | None = None) -> Application:

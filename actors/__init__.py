@@ -1,1 +1,1 @@
-"""Thin Ray wrappers around core/: they hold state and call plain functions."""
+"""Thin Ray wrappers around the echo package: they hold state and call plain functions."""

@@ -49,9 +49,9 @@ def main() -> int:
 
     import ray
 
-    from actors.memory import memory_actor
-    from actors.watchdog import watchdog_actor
-    from core.config import load_config
+    from actors.memory_actor import memory_actor
+    from actors.watchdog_actor import watchdog_actor
+    from echo.config import load_config
     from serve_app import start_ray
 
     with tempfile.TemporaryDirectory() as temporary:

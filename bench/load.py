@@ -29,8 +29,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.config import DEFAULT_CONFIG, REPO_ROOT  # noqa: E402
-from core.parsing import parse_part  # noqa: E402
+from echo.config import DEFAULT_CONFIG, REPO_ROOT  # noqa: E402
+from echo.memory.parsing import parse_part  # noqa: E402
 
 INSTANT_CONFIG = REPO_ROOT / "configs" / "instant.yaml"
 
@@ -161,7 +161,7 @@ def _config(base: Path, home: Path, name: str, **overrides) -> Path:
 
 
 def run(url: str, label: str, n: int, concurrency: int, memory_dir: Path) -> None:
-    from core.auth import user_key
+    from echo.brain.users import user_key
 
     asked = prompts(label, n)
     started = time.perf_counter()

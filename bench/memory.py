@@ -33,29 +33,29 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.memory_gen import generate_memory, load_devset  # noqa: E402
-from core.memory_store import scan_parts  # noqa: E402
-from core.parsing import parse_part  # noqa: E402
+from echo.memory.store import scan_parts  # noqa: E402
+from echo.memory.parsing import parse_part  # noqa: E402
 
 CHILD = r"""
 import json, sys, time
 from pathlib import Path
 memory, index = Path(sys.argv[1]), Path(sys.argv[2])
 from serve_app import start_ray
-from pipelines.replay import boot_memory_loop
+from pipelines.ray_data_replay import replay_with_ray_data
 start_ray(None, include_dashboard=False, log_to_driver=False)
-insight = boot_memory_loop(memory, index, force=True)
+insight = replay_with_ray_data(memory, index, force=True)
 print(json.dumps({"event": "cold", "at": time.time(), "insight": insight["last_replay"], "turns": insight["turns"]}), flush=True)
 runs = []
 for _ in range(3):
     started = time.perf_counter()
-    insight = boot_memory_loop(memory, index, force=True)
+    insight = replay_with_ray_data(memory, index, force=True)
     runs.append(time.perf_counter() - started)
 print(json.dumps({"event": "warm", "runs": runs, "insight": insight["last_replay"]}), flush=True)
 part = sorted(memory.glob("day*/origin/part*.txt"))[len(sorted(memory.glob("day*/origin/part*.txt"))) // 2]
 with part.open("a", encoding="utf-8") as handle:
     handle.write("나의 말:\n방금 추가한 한 줄\n")
 started = time.perf_counter()
-insight = boot_memory_loop(memory, index)
+insight = replay_with_ray_data(memory, index)
 print(json.dumps({"event": "one_part", "seconds": time.perf_counter() - started, "insight": insight["last_replay"]}), flush=True)
 """
 
@@ -129,7 +129,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def search_speed(index: Path, queries: list[str]) -> tuple[float, float]:
-    from core.recall import MemorySearch
+    from echo.memory.search import MemorySearch
 
     search = MemorySearch(index)
     for q in queries[:10]:
@@ -144,9 +144,9 @@ def search_speed(index: Path, queries: list[str]) -> tuple[float, float]:
 
 def recall_at_10(work: Path, devset: list[dict], parts: int, threads: int) -> tuple[dict, float]:
     """recall@10 per mode, overall and by language and kind; and e5 passages per second."""
-    from core.dense import E5Embedder
-    from core.recall import MemorySearch
-    from core.replay import replay
+    from echo.memory.dense import E5Embedder
+    from echo.memory.search import MemorySearch
+    from echo.memory.replay import replay
 
     memory, index = work / "devset_memory", work / "devset_index"
     generate_memory(memory, parts=parts, days=max(3, parts // 19), facts=devset)

@@ -3,7 +3,7 @@
     .venv/bin/python bench/memory_gen.py OUT_DIR [--parts 760] [--lines-per-part 395]
         [--days 40] [--seed 0] [--devset bench/devset.jsonl] [--clean]
 
-writes OUT_DIR/dayMMDD/<user>/partN.txt in the owner's format (see core/parsing.py): turns
+writes OUT_DIR/dayMMDD/<user>/partN.txt in the owner's format (see echo/memory/parsing.py): turns
 that start with "나의 말:", "ChatGPT의 말:" or "에코의 말:" (the marker alone on its line or
 followed by text), Korean and English small talk and work talk, multi-line answers with
 markdown lists, code blocks carrying the chat page's copy buttons (label, "복사", "편집"),
@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.parsing import ECHO_MARKER, OLD_ASSISTANT_MARKER, USER_MARKER  # noqa: E402
+from echo.memory.parsing import ECHO_MARKER, OLD_ASSISTANT_MARKER, USER_MARKER  # noqa: E402
 
 OWNER = "origin"
 OTHER_USERS = ("minji", "guest")

@@ -28,8 +28,9 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.config import CIRCUIT_NAMES, DEFAULT_CONFIG, REPO_ROOT, check_models, parse_config  # noqa: E402
-from core.llm import LlamaEngine  # noqa: E402
+from echo.config import CIRCUIT_NAMES, DEFAULT_CONFIG, REPO_ROOT, parse_config  # noqa: E402
+from echo.llm.models import check_models
+from echo.llm.engine import LlamaEngine  # noqa: E402
 
 STORY = [{"role": "user", "content": "Write a long story about a lighthouse keeper and the sea."}]
 ASK = "I had a long day at work and I am tired. What should I do this evening?"
@@ -145,9 +146,9 @@ def concat_vs_sequential(real, url, client, args) -> None:
     """2. /api/ask (three circuits at once) against the three one after another."""
     from ray import serve
 
-    from core.brain import Brain
-    from core.identity import IdentitySource
-    from core.recall import Memory
+    from echo.brain.brain import Brain
+    from echo.brain.identity import IdentitySource
+    from echo.memory.search import Memory
     from serve_app import deployment_name
 
     brain = Brain(real, {}, None, IdentitySource(real.manifest_dir), None)  # only for its prompts
@@ -185,15 +186,15 @@ def overhead_of(url: str, client: httpx.Client, app: str, headers: dict, i: int)
 
 
 def bench_key() -> dict:
-    from core.auth import user_key
+    from echo.brain.users import user_key
 
     return {"Authorization": f"Bearer {user_key(os.environ['ECHO_ORIGIN_TOKEN'], 'bench')}"}
 
 
 def _plain_circuit(real, name: str, orders, answers) -> None:
     """A circuit's model in a process of its own, no Ray: generate when told, report seconds."""
-    from core.brain import Brain
-    from core.identity import IdentitySource
+    from echo.brain.brain import Brain
+    from echo.brain.identity import IdentitySource
 
     engine = LlamaEngine(real.circuits[name], check_models(real)[name])
     brain = Brain(real, {}, None, IdentitySource(real.manifest_dir), None)  # only for its prompts

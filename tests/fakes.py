@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from core.config import parse_config
-from core.llm import Completion
+from echo.config import parse_config
+from echo.llm.engine import Completion
 
 
 class FakeCircuit:
@@ -30,7 +30,7 @@ class FakeCircuit:
         for piece in text.split(" "):
             await asyncio.sleep(self.delay / 4)
             yield {"token": piece if piece == text.split(" ")[0] else f" {piece}"}
-        yield {"done": Completion(text=text, prompt_tokens=10, completion_tokens=3, latency_ms=self.delay * 1000, finish_reason="stop").as_dict()}
+        yield {"done": Completion(text=text, prompt_tokens=10, completion_tokens=3, latency_ms=self.delay * 1000, finish_reason="stop")}
 
     async def state(self) -> dict:
         return {"state": "ready", "reason": None}

@@ -15,7 +15,7 @@ import httpx
 import pytest
 import yaml
 
-from core.config import DEFAULT_CONFIG, REPO_ROOT
+from echo.config import DEFAULT_CONFIG, REPO_ROOT
 
 TOKEN = "e2e-origin-token-7f3a"
 

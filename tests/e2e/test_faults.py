@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from bench.load import fire, prompts, saved_prompts
-from core.memory_store import day_folder
+from echo.memory.store import day_folder
 from tests.e2e.conftest import Echo, sse_events, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -60,7 +60,7 @@ def test_a_circuit_replica_killed_mid_generation_degrades_that_reply_and_is_repl
 def test_the_memory_actor_killed_during_a_burst_keeps_every_acknowledged_save(instant: Echo):
     import ray
 
-    from actors.memory import NAMESPACE, actor_name
+    from actors.memory_actor import NAMESPACE, actor_name
 
     memory = instant.home / "memory"
     asked = prompts("burst", 120)
@@ -84,7 +84,7 @@ def test_the_memory_actor_killed_during_a_burst_keeps_every_acknowledged_save(in
 def test_a_line_torn_by_a_crash_is_repaired_when_the_memory_actor_comes_back(instant: Echo):
     import ray
 
-    from actors.memory import NAMESPACE, actor_name
+    from actors.memory_actor import NAMESPACE, actor_name
 
     torn = instant.home / "memory" / "day0102" / "crash" / "part1.txt"
     torn.parent.mkdir(parents=True)

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from core.auth import user_key
+from echo.brain.users import user_key
 from tests.e2e.conftest import BAD_PART, CAT_FACT, GUEST_FACT, SISTER_FACT, Echo
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from core.auth import user_key
+from echo.brain.users import user_key
 from tests.e2e.conftest import CAT_FACT, GUEST_FACT, Echo
 
 pytestmark = pytest.mark.e2e

@@ -78,8 +78,8 @@ def test_a_deleted_part_leaves_search(echo):
 def test_the_watchdog_killed_comes_back_and_catches_up(echo):
     import ray
 
-    from actors.memory import NAMESPACE
-    from actors.watchdog import watchdog_name
+    from actors.memory_actor import NAMESPACE
+    from actors.watchdog_actor import watchdog_name
 
     memory_ready(echo)
     watchdog = ray.get_actor(watchdog_name(echo.home / "memory"), namespace=NAMESPACE)
@@ -163,7 +163,7 @@ def test_a_storm_of_parts_moved_in_at_once_is_ingested_once_each(echo, tmp_path)
 def test_the_memory_actor_killed_comes_back_and_reconciles(echo):
     import ray
 
-    from actors.memory import NAMESPACE, actor_name
+    from actors.memory_actor import NAMESPACE, actor_name
 
     memory_ready(echo)
     actor = ray.get_actor(actor_name(echo.home / "memory"), namespace=NAMESPACE)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from core.config import REPO_ROOT
+from echo.config import REPO_ROOT
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -104,7 +104,7 @@ def test_a_user_with_their_key_sees_their_own_memories_in_the_page(echo, browser
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    from core.auth import user_key
+    from echo.brain.users import user_key
     from tests.e2e.conftest import GUEST_FACT
     from tests.e2e.test_memory import memory_ready
 

@@ -1,11 +1,11 @@
-"""The HTTP layer (core.api) over a Brain with fake circuits: status codes and error bodies."""
+"""The HTTP layer (echo.http.app) over a Brain with fake circuits: status codes and error bodies."""
 
 import pytest
 from fastapi.testclient import TestClient
 
-from core.api import create_api
-from core.brain import Brain
-from core.identity import IdentitySource
+from echo.http.app import create_api
+from echo.brain.brain import Brain
+from echo.brain.identity import IdentitySource
 from tests.fakes import FakeCircuit, FakeMemory, make_config
 
 TOKEN = "api-test-token"

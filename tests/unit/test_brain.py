@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from core import auth
-from core.brain import AskError, Brain
-from core.identity import IdentitySource
+from echo.brain import users
+from echo.brain.brain import AskError, Brain
+from echo.brain.identity import IdentitySource
 from tests.fakes import FakeCircuit, FakeMemory, make_config
 
 TOKEN = "origin-token-for-tests"
@@ -259,13 +259,13 @@ def test_the_origins_memories_go_into_every_circuit_prompt_and_come_back_cited(t
 def test_a_user_with_their_key_recalls_only_their_own_memories(tmp_path, manifest):
     memory = FakeMemory(memories=MEMORIES)
     body = ask(make_brain(tmp_path, memory=memory), "what do I do at the beach?", user="minji",
-               authorization=f"Bearer {auth.user_key(TOKEN, 'minji')}")
+               authorization=f"Bearer {users.user_key(TOKEN, 'minji')}")
     assert memory.searches[0][2] == "minji"
     assert [m["user"] for m in body["memories"]] == ["minji"]
 
 
-@pytest.mark.parametrize("authorization", [None, "Bearer not-a-key", f"Bearer {auth.user_key(TOKEN, 'sora')}",
-                                           f"Bearer {auth.user_key('another-token', 'minji')}"])
+@pytest.mark.parametrize("authorization", [None, "Bearer not-a-key", f"Bearer {users.user_key(TOKEN, 'sora')}",
+                                           f"Bearer {users.user_key('another-token', 'minji')}"])
 def test_a_user_name_without_its_key_recalls_nothing(tmp_path, manifest, authorization):
     memory = FakeMemory(memories=MEMORIES)
     brain = make_brain(tmp_path, memory=memory)

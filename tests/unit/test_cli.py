@@ -5,8 +5,8 @@ import json
 import yaml
 from click.testing import CliRunner
 
-from core.config import DEFAULT_CONFIG
-from core.memory_store import append_exchange, exchange_lines
+from echo.config import DEFAULT_CONFIG
+from echo.memory.store import append_exchange, exchange_lines
 from echo_cli import main
 from tests.unit.test_memory_store import NOW
 
@@ -97,7 +97,7 @@ def test_replay_says_what_is_missing(tmp_path):
 
 
 def test_user_key_prints_the_key_the_owner_hands_a_user():
-    from core.auth import is_user
+    from echo.brain.users import is_user
 
     result = CliRunner(env={"ECHO_ORIGIN_TOKEN": "owner-secret-123"}).invoke(main, ["user-key", "minji"])
     key = result.output.strip()

@@ -5,17 +5,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from core.config import (
+from echo.config import (
     DEFAULT_CONFIG,
     REPO_ROOT,
     ConfigError,
-    check_models,
     config_path,
-    embedded_model_path,
     fit_to_hardware,
     load_config,
     parse_config,
 )
+from echo.llm.models import check_models, embedded_model_path
 from tests.fakes import make_config
 
 A40 = REPO_ROOT / "configs" / "a40.yaml"

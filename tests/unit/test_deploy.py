@@ -9,9 +9,9 @@ import zipfile
 import yaml
 from click.testing import CliRunner
 
-from core.config import DEFAULT_CONFIG, REPO_ROOT
-from core.doctor import diagnose
-from core.package import build_package, package_files
+from echo.config import DEFAULT_CONFIG, REPO_ROOT
+from echo.ops.doctor import diagnose
+from echo.ops.package import build_package, package_files
 from echo_cli import main
 
 
@@ -69,8 +69,8 @@ def test_doctor_names_each_problem_with_its_fix(tmp_path, monkeypatch):
 
 def make_tree(root):
     files = {
-        "core/app.py": "print('echo')\n",
-        "core/__pycache__/app.cpython-311.pyc": "x",
+        "echo/app.py": "print('echo')\n",
+        "echo/__pycache__/app.cpython-311.pyc": "x",
         "configs/a40.yaml": "port: 8000\n",
         "manifest/00_echo.txt": "I am Echo.\n",
         "serve_app.py": "",
@@ -94,7 +94,7 @@ def make_tree(root):
 def test_the_package_holds_the_application_and_nothing_private(tmp_path):
     make_tree(tmp_path / "tree")
     names = package_files(tmp_path / "tree")
-    assert names == ["README.md", "configs/a40.yaml", "core/app.py", "manifest/00_echo.txt", "memory/", "runpod_launcher.sh", "serve_app.py"]
+    assert names == ["README.md", "configs/a40.yaml", "echo/app.py", "manifest/00_echo.txt", "memory/", "runpod_launcher.sh", "serve_app.py"]
     assert "memory/day0101/origin/part1.txt" in package_files(tmp_path / "tree", with_memory=True)
     packed = build_package(tmp_path / "tree", tmp_path / "echo.zip")
     with zipfile.ZipFile(packed.path) as archive:
@@ -106,7 +106,7 @@ def test_the_package_holds_the_application_and_nothing_private(tmp_path):
 def test_the_same_tree_gives_the_same_bytes(tmp_path):
     make_tree(tmp_path / "tree")
     first = build_package(tmp_path / "tree", tmp_path / "a.zip").path.read_bytes()
-    (tmp_path / "tree" / "core" / "app.py").touch()  # a new mtime changes nothing
+    (tmp_path / "tree" / "echo" / "app.py").touch()  # a new mtime changes nothing
     assert build_package(tmp_path / "tree", tmp_path / "b.zip").path.read_bytes() == first
 
 

@@ -4,8 +4,9 @@ import threading
 
 import pytest
 
-from core.config import DEFAULT_CONFIG, check_models, load_config
-from core.llm import LlamaEngine
+from echo.config import DEFAULT_CONFIG, load_config
+from echo.llm.models import check_models
+from echo.llm.engine import LlamaEngine
 
 
 @pytest.fixture(scope="module")

@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from schemathesis import checks
 
-from core.api import create_api
-from core.brain import Brain
-from core.identity import IdentitySource
+from echo.http.app import create_api
+from echo.brain.brain import Brain
+from echo.brain.identity import IdentitySource
 from tests.fakes import FakeCircuit, FakeMemory, make_config
 
 TOKEN = "fuzz-token-0123456789"

@@ -20,16 +20,16 @@ from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.api import create_api
-from core.auth import is_origin, origin_token, token_problem
-from core.brain import Brain
-from core.config import ProjectLimits
-from core.identity import IdentitySource
-from core.memory_store import exchange_lines, scan_parts
-from core.package import PackageError, build_package
-from core.parsing import CONTROL_CHARS, parse_part
-from core.projects import ProjectError, ProjectFile, ProjectSpec, parse_project, write_project
-from core.replay import replay
+from echo.http.app import create_api
+from echo.brain.users import is_origin, origin_token, token_problem
+from echo.brain.brain import Brain
+from echo.config import ProjectLimits
+from echo.brain.identity import IdentitySource
+from echo.memory.store import exchange_lines, scan_parts
+from echo.ops.package import PackageError, build_package
+from echo.memory.parsing import CONTROL_CHARS, parse_part
+from echo.brain.projects import ProjectError, ProjectFile, ProjectSpec, parse_project, write_project
+from echo.memory.replay import replay
 from tests.fakes import FakeCircuit, FakeMemory, make_config
 from tests.unit.test_replay import write
 
@@ -495,7 +495,7 @@ def test_the_package_never_carries_the_token(tmp_path, monkeypatch):
     monkeypatch.setenv("ECHO_ORIGIN_TOKEN", TOKEN)
     root = tmp_path / "tree"
     for name, text in {
-        "core/app.py": "print('echo')\n",
+        "echo/app.py": "print('echo')\n",
         "configs/default.yaml": "port: 8000\n",
         ".env": f"ECHO_ORIGIN_TOKEN={TOKEN}\n",
         "configs/.env.local": f"ECHO_ORIGIN_TOKEN={TOKEN}\n",
@@ -510,7 +510,7 @@ def test_the_package_never_carries_the_token(tmp_path, monkeypatch):
     with zipfile.ZipFile(packed.path) as archive:
         names = archive.namelist()
         assert TOKEN.encode() not in b"".join(archive.read(n) for n in names)
-    assert names == ["echo/configs/default.yaml", "echo/core/app.py", "echo/memory/"]
+    assert names == ["echo/configs/default.yaml", "echo/echo/app.py", "echo/memory/"]
     # A file under any other name that holds the token stops the package, and no zip is left.
     write(root, "configs/notes.yaml", f"token: {TOKEN}\n")
     with pytest.raises(PackageError, match=r"configs/notes.yaml holds the value of \$ECHO_ORIGIN_TOKEN"):

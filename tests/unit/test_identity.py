@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.identity import IdentitySource
+from echo.brain.identity import IdentitySource
 
 
 def test_an_edited_added_or_removed_declaration_is_taken_at_the_next_look(tmp_path):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bench.memory_gen import DEVSET_PATH, generate_memory, load_devset
-from core.parsing import marker_of, parse_part
+from echo.memory.parsing import marker_of, parse_part
 
 LPP = 395
 MARKERS = ("나의 말:", "ChatGPT의 말:", "에코의 말:")

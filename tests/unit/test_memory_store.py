@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from core.memory_store import append_exchange, day_folder, exchange_lines, repair_torn_parts, restore, scan_parts
+from echo.memory.store import append_exchange, day_folder, exchange_lines, repair_torn_parts, restore, scan_parts
 
 NOW = datetime(2026, 11, 24, 20, 0, tzinfo=timezone.utc)  # 05:00 on Nov 25 in Seoul
 
@@ -181,7 +181,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 sys.path.insert(0, {root!r})
-from core.memory_store import append_exchange, exchange_lines
+from echo.memory.store import append_exchange, exchange_lines
 now = datetime(2026, 11, 24, tzinfo=timezone.utc)
 append_exchange(Path({memory!r}), "u", exchange_lines("first", "one"), now, "UTC")
 print("first saved", flush=True)
@@ -195,7 +195,7 @@ def test_a_writer_killed_mid_write_leaves_a_torn_line_that_the_next_start_sets_a
     import sys
     import time
 
-    from core.config import REPO_ROOT
+    from echo.config import REPO_ROOT
 
     memory, part = tmp_path / "memory", tmp_path / "memory" / "day1124" / "u" / "part1.txt"
     for _ in range(5):  # the kill must land while the 120 MB write is under way

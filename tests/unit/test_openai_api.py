@@ -7,10 +7,10 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from core.api import create_api
-from core.brain import Brain
-from core.identity import IdentitySource
-from core.openai_api import ConcatOrder
+from echo.http.app import create_api
+from echo.brain.brain import Brain
+from echo.brain.identity import IdentitySource
+from echo.brain.merge import ConcatStream
 from tests.fakes import FakeCircuit, FakeMemory, make_config
 
 TOKEN = "openai-test-token"
@@ -66,7 +66,7 @@ def test_a_streamed_ask_with_bad_input_is_a_plain_error_and_all_failing_is_an_er
 
 
 def test_the_concat_order_sends_self_first_and_holds_the_others_until_their_turn():
-    order = ConcatOrder()
+    order = ConcatStream()
     assert order.token("emotion", "E1") == ""
     assert order.token("self", "S1") == "S1"
     assert order.finish("emotion", True) == ""

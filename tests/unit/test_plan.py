@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from core.config import embedded_model_path, load_config
-from core.plan import GiB, PlanError, kv_cache_bytes, plan, plan_circuit, read_shape, render
+from echo.config import load_config
+from echo.llm.models import embedded_model_path
+from echo.llm.plan import GiB, PlanError, kv_cache_bytes, plan, plan_circuit, read_shape, render
 from echo_cli import main
 from tests.fakes import make_config
 from tests.gguf_fakes import DEEPSEEK_CODER_6_7B, LLAMA_3_8B, MIXTRAL_8X7B, write_fake_gguf

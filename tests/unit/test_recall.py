@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.dense import E5Embedder, VectorStore
-from core.recall import Memory, MemorySearch, estimate_tokens, memory_block, within_budget
-from core.replay import replay
+from echo.memory.dense import E5Embedder, VectorStore
+from echo.memory.search import Memory, MemorySearch, estimate_tokens, memory_block, within_budget
+from echo.memory.replay import replay
 from tests.unit.test_replay import CAT, TRIP, write
 
 
@@ -38,7 +38,7 @@ def test_dense_search_finds_a_paraphrase_that_shares_no_word(index, e5):
 
 
 def test_a_long_prompt_is_embedded_by_its_start_and_end_and_still_finds_its_memory(index, e5):
-    from core.dense import QUERY_CHARS, query_text
+    from echo.memory.dense import QUERY_CHARS, query_text
 
     pasted = "이건 회사 보고서 초안인데 그냥 참고로 붙여 넣을게. " * 300  # 9,000 characters
     prompt = f"{pasted}\n그건 그렇고, 내가 데려온 반려동물 이름이 뭐였지?"
@@ -128,8 +128,8 @@ def test_the_memory_block_cites_each_memory():
 
 
 def test_a_gguf_embedding_model_through_llama_cpp_gives_unit_vectors(tmp_path):
-    from core.config import embedded_model_path
-    from core.dense import load_embedder
+    from echo.llm.models import embedded_model_path
+    from echo.memory.dense import load_embedder
 
     embedder = load_embedder(str(embedded_model_path()))  # SmolLM2 stands in for a GGUF embedding model
     vectors = embedder.passages(["고양이를 입양했어", "I went to Lisbon"])
@@ -140,8 +140,8 @@ def test_a_gguf_embedding_model_through_llama_cpp_gives_unit_vectors(tmp_path):
 
 
 def test_a_missing_gguf_embedding_model_falls_back_to_the_bundled_e5(tmp_path):
-    from core.config import RecallConfig
-    from core.dense import choose_embedder
+    from echo.config import RecallConfig
+    from echo.memory.dense import choose_embedder
 
     embedder, state = choose_embedder(RecallConfig(embedding_model=str(tmp_path / "e5.gguf"), embedding_n_gpu_layers=-1))
     assert isinstance(embedder, E5Embedder) and state["fallback"].startswith("embedded:e5-small on the CPU, because FileNotFoundError")
@@ -151,7 +151,7 @@ def test_a_missing_gguf_embedding_model_falls_back_to_the_bundled_e5(tmp_path):
 
 
 def test_a_huge_turn_is_found_whole_but_shown_by_its_start(tmp_path):
-    from core.recall import TEXT_CHARS
+    from echo.memory.search import TEXT_CHARS
 
     write(tmp_path / "memory", "day0905/origin/part1.txt", f"나의 말:\n{'붙여 넣은 긴 문서 ' * 2000}마지막문장\n")
     replay(tmp_path / "memory", tmp_path / "index")

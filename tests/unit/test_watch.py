@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from core.watch import Coalescer, is_manifest_path, is_memory_path, wait_for_quiet
+from echo.memory.watch import Coalescer, is_manifest_path, is_memory_path, wait_for_quiet
 
 MEMORY = Path("/data/memory")
 

@@ -1,0 +1,101 @@
+"""LLMCircuit: one Serve deployment class, bound three times (emotion, creation, self)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from ray import serve
+
+from actors import metrics
+from echo.config import CircuitConfig
+from echo.llm.engine import Completion, Messages, load_engine
+
+log = logging.getLogger("ray.serve")
+
+
+@serve.deployment
+class LLMCircuit:
+    def __init__(self, name: str, config: dict, model_path: str | None):
+        self.name = name
+        self.config = CircuitConfig.model_validate(config)
+        self.model_path = Path(model_path) if model_path else None
+        self._state, self._reason, self._engine = "loading", None, None
+        self._loaded = asyncio.Event()
+        self._turn = asyncio.Lock()  # one generation at a time per model; scale with replicas
+        # Load in the background so the replica (and with it the HTTP port) is up at once;
+        # /health shows "loading" until the model is in memory.
+        loop = asyncio.get_running_loop()
+        threading.Thread(target=self._load, args=(loop,), name=f"load-{name}", daemon=True).start()
+
+    def _load(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            self._engine = load_engine(self.config, self.model_path)
+            self._state = "ready"
+            log.info("circuit %s ready (%s)", self.name, self.model_path.name if self.model_path else "echo model")
+        except Exception as exc:  # kept for /health instead of crash-looping the replica
+            self._state, self._reason = "failed", f"{type(exc).__name__}: {exc}"
+            log.error("circuit %s failed to load %s: %s", self.name, self.model_path, self._reason)
+        loop.call_soon_threadsafe(self._loaded.set)
+
+    async def _ready_engine(self):
+        await self._loaded.wait()
+        if self._engine is None:
+            raise RuntimeError(f"circuit {self.name} could not load its model: {self._reason}")
+        return self._engine
+
+    async def state(self) -> dict:
+        return {
+            "state": self._state,
+            "reason": self._reason,
+            "model": self.model_path.name if self.model_path else self.config.engine,
+            "replica": serve.get_replica_context().replica_id.unique_id,
+        }
+
+    async def generate(self, messages: Messages, **options: Any) -> Completion:
+        """A whole chat completion; cancelling the request stops the model between tokens."""
+        engine = await self._ready_engine()
+        cancel = threading.Event()
+        async with self._turn:
+            try:
+                completion = await asyncio.to_thread(engine.chat, messages, cancel=cancel, **options)
+            except asyncio.CancelledError:
+                cancel.set()
+                raise
+        self._measure(completion)
+        return completion
+
+    def _measure(self, completion: Completion) -> None:
+        tags = {"circuit": self.name}
+        metrics.circuit_latency().observe(completion.latency_ms / 1000, tags=tags)
+        metrics.circuit_tokens_per_second().set(completion.tokens_per_s, tags=tags)
+
+    async def stream(self, messages: Messages, **options: Any) -> AsyncIterator[dict]:
+        """The completion token by token: {"token": text} events, then {"done": completion}."""
+        engine = await self._ready_engine()
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        cancel = threading.Event()
+        async with self._turn:
+            work = asyncio.ensure_future(
+                asyncio.to_thread(
+                    engine.chat,
+                    messages,
+                    on_token=lambda piece: loop.call_soon_threadsafe(queue.put_nowait, piece),
+                    cancel=cancel,
+                    **options,
+                )
+            )
+            work.add_done_callback(lambda _: queue.put_nowait(None))
+            try:
+                while (piece := await queue.get()) is not None:
+                    yield {"token": piece}
+                self._measure(work.result())
+                yield {"done": work.result()}
+            finally:
+                if not work.done():
+                    cancel.set()
+                    await asyncio.shield(work)  # keep the lock until the model has stopped

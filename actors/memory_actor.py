@@ -1,0 +1,240 @@
+"""MemoryActor: the single writer of memory/ and the keeper of its search index.
+
+A named Ray actor shared by every brain replica. At start it repairs torn parts, then a
+background thread replays memory/ (Ray Data at first boot, only changed parts after each
+save) and embeds the turns that have no vector yet; search works from the first moment
+an index exists and gets better as vectors arrive.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import ray
+
+from actors import metrics
+from echo.config import EchoConfig
+from echo.memory.dense import choose_embedder
+from echo.memory.scheduler import IndexScheduler
+from echo.memory.search import MemorySearch
+from echo.memory.store import append_exchange, exchange_lines, repair_torn_parts
+from pipelines.ray_data_replay import replay_with_ray_data
+
+log = logging.getLogger("echo.memory")
+
+NAMESPACE = "echo"
+SETTLE_S = 0.25  # a part written this recently may still be being written: it waits
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=8)
+class MemoryActor:
+    def __init__(self, config: dict):
+        self.config = EchoConfig.model_validate(config)
+        self.config.memory_dir.mkdir(parents=True, exist_ok=True)
+        # A crash mid-write leaves a cut-off last line: end it, or set it aside, before writing.
+        repaired = repair_torn_parts(self.config.memory_dir, self.config.quarantine_dir)
+        self.repairs = list(repaired.values())
+        for report in self.repairs:
+            log.warning("memory repaired at start: %s", report)
+        self._write = threading.Lock()  # one exchange at a time into memory/
+        self._whole: dict[str, tuple[int, int]] = {}  # parts as this actor's saves (and repairs) left them
+        for relative in repaired:  # just written, but whole: the first replay need not wait for them
+            stat = (self.config.memory_dir / relative).stat()
+            self._whole[relative] = (stat.st_size, stat.st_mtime_ns)
+        self.saving: dict = {"state": "ok"}  # the last save's outcome, for /health
+        self.search_engine: MemorySearch | None = None
+        self.replay_state: dict = {"state": "starting"}
+        self.boot_replay: dict | None = None
+        self.embedding_state: dict = {"state": "off" if self.config.recall.embedding_model == "off" else "starting"}
+        self.embedder = None
+        self._watchdog = None  # found by name at the first save
+        self.index = IndexScheduler(self._update_index, self._embed)
+        threading.Thread(target=self._index_thread, name="memory-index", daemon=True).start()
+
+    # -- writing ---------------------------------------------------------------------
+
+    def save(self, user: str, prompt: str, reply: str) -> dict:
+        c = self.config
+        lines = exchange_lines(prompt, reply, c.markers)
+        with self._write:
+            try:
+                receipt = append_exchange(
+                    c.memory_dir, user, lines, datetime.now(timezone.utc), c.timezone, c.part_lines, c.backup_dir, c.markers
+                )
+            except OSError as exc:  # a full disk, a read-only memory/: the brain marks the reply unsaved
+                self.saving = {
+                    "state": "failing",
+                    "reason": f"{type(exc).__name__}: {exc}",
+                    "fix": f"free space on, or make writable, the disk of {c.memory_dir}; replies are not saved until then",
+                    "since": self.saving.get("since") or _now(),
+                    "unsaved": self.saving.get("unsaved", 0) + 1,
+                }
+                raise
+            stat = (c.memory_dir / receipt.path).stat()
+            self._whole[receipt.path] = (stat.st_size, stat.st_mtime_ns)  # written and fsynced: no need to wait
+            self._tell_watchdog(receipt.path, stat)
+            self.saving = {"state": "ok", "last_saved": receipt.path}
+            if receipt.backup_error:
+                self.saving["backup"] = {"state": "failing", "reason": receipt.backup_error, "fix": f"check {c.backup_dir}"}
+        self.index.saved()  # the index thread takes the new lines in
+        return receipt.as_dict()
+
+    # -- the index ---------------------------------------------------------------------
+
+    def _tell_watchdog(self, path: str, stat: os.stat_result) -> None:
+        """The watchdog sees this save's file events too: told that they are Echo's own, it
+        does not nudge this actor back (the index thread already knows)."""
+        try:
+            if self._watchdog is None:
+                self._watchdog = ray.get_actor(watchdog_name(self.config.memory_dir), namespace=NAMESPACE)
+            self._watchdog.expect.remote(path, stat.st_size, stat.st_mtime_ns)  # not awaited: the save goes on
+        except Exception:  # not started yet, or restarting: it nudges, which is only redundant
+            self._watchdog = None
+
+    def notify(self) -> None:
+        """memory/ changed on disk (the watchdog saw it): bring the index up to date."""
+        self.index.notify()
+
+    def written_by_me(self, path: str) -> bool:
+        """Whether the part at path (relative) is as this actor's own save left it."""
+        try:
+            stat = (self.config.memory_dir / path).stat()
+        except OSError:
+            return False
+        return self._whole.get(path) == (stat.st_size, stat.st_mtime_ns)
+
+    def _update_index(self, first: bool) -> float | None:
+        """One replay of what changed (the whole memory at first boot): Ray Data reads when
+        there are many parts, this thread when few. Returns when pending parts settle."""
+        c = self.config
+        try:
+            self.replay_state = {**self.replay_state, "state": "replaying" if first else "updating"}
+            insight = replay_with_ray_data(
+                c.memory_dir, c.index_dir, markers=c.markers, settle_s=SETTLE_S, whole=dict(self._whole), on_read=_measure_lag
+            )
+            if self.search_engine is None:
+                self.search_engine = MemorySearch(c.index_dir, self.embedder)
+            else:
+                self.search_engine.refresh()
+            if first:
+                self.boot_replay = insight["last_replay"]
+            self.replay_state = {
+                "state": "ready",
+                "boot": self.boot_replay,
+                "turns": insight["turns"],
+                "parts": insight["parts"],
+                "skipped": len(insight["skipped"]),
+                "pending": len(insight["pending"]),
+                "last_replay": insight["last_replay"],
+            }
+            _measure_replay(insight, "boot" if first else "update")
+            return insight["settles_in_s"] if insight["pending"] else None
+        except Exception as exc:
+            log.exception("memory replay failed")
+            self.replay_state = {"state": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+            return None
+
+    def _index_thread(self) -> None:
+        self.embedder = self._load_embedder()  # here, not in __init__: loading takes seconds
+        if self.embedder is None:
+            self.index.embed = None
+        self.index.run()
+
+    def _load_embedder(self):
+        embedder, state = choose_embedder(self.config.recall)
+        if state:
+            self.embedding_state = state
+            log.warning("embeddings: %s", state.get("fallback") or state.get("reason"))
+        return embedder
+
+    def _embed(self, stop: threading.Event) -> None:
+        engine = self.search_engine
+        if engine is None:
+            return
+        total = len(engine.turns["hash"])
+        fallback = {"fallback": self.embedding_state["fallback"]} if "fallback" in self.embedding_state else {}
+        self.embedding_state = {"state": "embedding", "embedded": engine.embedded(), "turns": total, **fallback}
+        try:
+            # Small batches: a save or a new part interrupts within about a tenth of a second.
+            engine.embed_pending(batch=4, chunk=256, stop=stop)
+        except Exception as exc:
+            log.exception("embedding failed")
+            self.embedding_state = {"state": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+            return
+        done = engine.embedded()
+        self.embedding_state = {"state": "ready" if done >= total else "paused", "embedded": done, "turns": total, **fallback}
+        metrics.memory_turns().set(done, tags={"kind": "embedded"})
+
+    # -- reading ---------------------------------------------------------------------
+
+    def search(self, query: str, k: int = 10, user: str | None = None, mode: str = "hybrid") -> list[dict]:
+        if self.search_engine is None:
+            return []
+        return [m.as_dict() for m in self.search_engine.search(query, k, user, mode)]
+
+    def insights(self) -> dict | None:
+        path = self.config.index_dir / "insight.json"
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+    def status(self) -> dict:
+        state = self.replay_state["state"]
+        return {
+            "state": "ready" if state in ("ready", "updating") else state,
+            "repaired_at_start": self.repairs,
+            "saving": self.saving,
+            "replay": self.replay_state,
+            "embedding": self.embedding_state,
+        }
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _measure_lag(parts: list) -> None:
+    now = time.time_ns()
+    for part in parts:
+        metrics.ingestion_lag().observe(max(0.0, (now - part.mtime_ns) / 1e9))
+
+
+def _measure_replay(insight: dict, kind: str) -> None:
+    last = insight["last_replay"]
+    if last["lines_read"]:
+        metrics.lines_ingested().inc(last["lines_read"])
+    metrics.replay_duration().observe(last["seconds"], tags={"kind": kind})
+    metrics.parts_skipped().set(len(insight["skipped"]))
+    metrics.memory_turns().set(insight["turns"], tags={"kind": "indexed"})
+
+
+def actor_name(memory_dir: Path, kind: str = "MemoryActor") -> str:
+    # One writer (and one watchdog) per memory folder, so two Echo apps on one cluster never share one.
+    return f"{kind}-{hashlib.sha1(str(memory_dir).encode()).hexdigest()[:8]}"
+
+
+def watchdog_name(memory_dir: Path) -> str:
+    return actor_name(memory_dir, "WatchdogActor")
+
+
+def home_resources() -> dict:
+    """On a cluster whose head offers the `memory_home` resource (ray_cluster.yaml), the
+    memory's actors run there, beside memory/; on one machine, anywhere."""
+    return {"memory_home": 0.01} if ray.cluster_resources().get("memory_home") else {}
+
+
+def memory_actor(config: EchoConfig):
+    """The memory folder's writer: created on first use, then found by name."""
+    return MemoryActor.options(
+        name=actor_name(config.memory_dir),
+        namespace=NAMESPACE,
+        lifetime="detached",
+        get_if_exists=True,
+        num_gpus=config.recall.embedding_num_gpus,  # a GGUF embedding model on the GPU needs one in sight
+        resources=home_resources(),
+    ).remote(config.model_dump(mode="json"))

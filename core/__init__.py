@@ -1,1 +1,0 @@
-"""Echo's pure logic: nothing in this package imports Ray."""

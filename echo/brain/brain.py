@@ -1,0 +1,283 @@
+"""EchoBrain's logic without Ray: one prompt in, one answer out, whole or as events.
+
+A request is checked and routed once (prepare), then answered (answer) by one of three
+paths: identity, create_project, or the circuits. The circuits and the memory are passed
+in as plain async objects, so the Serve ingress wires in deployment handles and the unit
+tests wire in fakes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Callable, Mapping
+
+from echo.brain import memories, users
+from echo.brain.errors import AskError, describe_failure
+from echo.brain.fanout import Circuit, Emit, call, fan_out
+from echo.brain.health import health
+from echo.brain.identity import IdentitySource
+from echo.brain.intent import Route, classify
+from echo.brain.memories import MemorySink
+from echo.brain.merge import CONCAT_ORDER, concat, synthesis_messages
+from echo.brain.projects import PROJECT_INSTRUCTIONS, PROJECT_SCHEMA, ProjectError, parse_project, write_project
+from echo.brain.users import Asker
+from echo.config import EchoConfig
+from echo.llm.engine import Completion, Messages
+from echo.memory.search import Memory, memory_block
+
+log = logging.getLogger("echo.brain")
+
+__all__ = ["AskError", "Brain"]
+
+
+@dataclass(frozen=True)
+class Request:
+    """A prompt that passed the checks, who asks it and the path it takes."""
+
+    prompt: str
+    asker: Asker
+    route: Route
+    started: float = field(default_factory=time.perf_counter)
+
+
+@dataclass
+class Outcome:
+    """One answered prompt before it is saved."""
+
+    reply: str
+    route: str
+    answers: dict[str, Completion] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    merge: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Brain:
+    def __init__(
+        self,
+        config: EchoConfig,
+        circuits: Mapping[str, Circuit],
+        memory: MemorySink,
+        identity: IdentitySource,
+        token: str | None,
+        on_answer: Callable[[dict], None] | None = None,
+    ):
+        self.config = config
+        self.on_answer = on_answer  # sees every answer (the ingress records metrics with it)
+        self.circuits = circuits
+        self.memory = memory
+        self.identity = identity
+        self.token = token
+        if token is None:
+            log.warning("no origin token: privileged commands (create_project) are disabled; %s", users.ENABLE_HINT)
+
+    # -- a request, whole or streamed -------------------------------------------------
+
+    def prepare(self, prompt: str, user: str | None, authorization: str | None) -> Request:
+        """Check the prompt, identify the asker and route it; AskError for bad input."""
+        self.identity.refresh()  # an edited manifest/ is who Echo is from this request on
+        return Request(self.check_prompt(prompt), users.identify(user, authorization, self.token), classify(prompt))
+
+    def check_prompt(self, prompt: str) -> str:
+        if not prompt.strip():
+            raise AskError(422, "empty_prompt", "prompt is empty: send the text you want Echo to answer")
+        try:
+            prompt.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise AskError(
+                422, "invalid_text", f"prompt has an unpaired surrogate at character {exc.start}: send valid Unicode text"
+            ) from None
+        if len(prompt) > self.config.max_prompt_chars:
+            raise AskError(
+                413,
+                "prompt_too_long",
+                f"prompt has {len(prompt)} characters; the limit is {self.config.max_prompt_chars} "
+                "(max_prompt_chars in the config): shorten it or split it into several prompts",
+            )
+        return prompt
+
+    async def ask(self, prompt: str, user: str | None = None, authorization: str | None = None) -> dict:
+        """The whole answer (the response body); AskError for what Echo refuses."""
+        return await self.answer(self.prepare(prompt, user, authorization))
+
+    async def stream_ask(self, prompt: str, user: str | None = None, authorization: str | None = None) -> AsyncIterator[dict]:
+        """ask(), as events while it happens: "start" (route, user, merge, order, memories),
+        then per circuit "circuit_start", "token"s and "circuit_done" or "circuit_failed", then
+        "done" with everything ask() returns. Identity and project answers have no circuit
+        events. AskError comes before the first event for bad input, and after the circuit
+        events when every circuit failed."""
+        request = self.prepare(prompt, user, authorization)
+        events: asyncio.Queue = asyncio.Queue()
+        work = asyncio.create_task(self.answer(request, events.put_nowait))
+        work.add_done_callback(lambda _: events.put_nowait(None))
+        try:
+            while (event := await events.get()) is not None:
+                yield event
+            yield {"event": "done", **work.result()}
+        finally:
+            work.cancel()  # a client that went away stops the circuits too
+
+    async def answer(self, request: Request, emit: Emit | None = None) -> dict:
+        """Answer a prepared request, save the exchange; the response body. With emit, the
+        events of stream_ask go to it as they happen."""
+        if request.route == "circuits":
+            outcome = await self._answer_with_circuits(request, emit)
+        else:
+            if request.route == "identity":
+                outcome = await self._reflect_identity(request.prompt)
+            else:
+                outcome = await self._create_project(request.prompt, request.asker.origin)
+            if emit is not None:
+                emit(self._start(request, None, []))
+        saved = await memories.save(self.memory, request.asker.user, request.prompt, outcome.reply)
+        body = {
+            "reply": outcome.reply,
+            "route": outcome.route,
+            "user": request.asker.user,
+            "merge": outcome.merge,
+            "degraded": bool(outcome.failed),
+            "failed": outcome.failed,
+            "circuits": {name: c.as_dict() for name, c in outcome.answers.items()},
+            **saved,
+            **outcome.extra,
+            "latency_ms": round((time.perf_counter() - request.started) * 1000, 2),
+        }
+        if self.on_answer is not None:
+            self.on_answer(body)
+        return body
+
+    @staticmethod
+    def _start(request: Request, merge: str | None, found: list[Memory]) -> dict:
+        return {"event": "start", "route": request.route, "user": request.asker.user, "merge": merge,
+                "order": list(CONCAT_ORDER), "memories": [m.as_dict() for m in found]}
+
+    # -- what a circuit is sent --------------------------------------------------------
+
+    def system_prompt(self, circuit: str) -> str:
+        # The same text for every request to a circuit, so llama.cpp reuses its evaluated prefix.
+        identity = self.identity.current.text[: self.config.identity_chars]
+        return f"{self.config.circuits[circuit].role_prompt}\n\nWho you are:\n{identity}"
+
+    def messages(self, circuit: str, content: str) -> Messages:
+        """What a circuit is sent: its system prompt, then content as the user's message."""
+        return [{"role": "system", "content": self.system_prompt(circuit)}, {"role": "user", "content": content}]
+
+    async def call(self, circuit: str, messages: Messages, **options: Any) -> Completion:
+        """One circuit call bounded by the circuit's timeout."""
+        return await call(self.circuits[circuit], circuit, messages, self.config.circuits[circuit].timeout_s, **options)
+
+    # -- the three paths -----------------------------------------------------------------
+
+    async def _answer_with_circuits(self, request: Request, emit: Emit | None) -> Outcome:
+        asker = request.asker
+        found = await memories.recall(self.memory, self.config.recall, request.prompt, None if asker.origin else asker.user) if asker.may_recall else []
+        if emit is not None:
+            emit(self._start(request, self.config.merge, found))
+        # Memories go with the question, not the system prompt, whose evaluation llama.cpp reuses.
+        content = f"{memory_block(found)}\n\nQuestion: {request.prompt}" if found else request.prompt
+        messages = {name: self.messages(name, content) for name in self.circuits}
+        timeouts = {name: self.config.circuits[name].timeout_s for name in self.circuits}
+        answers, failed = await fan_out(self.circuits, messages, timeouts, emit)
+        outcome = await self._merge(request.prompt, answers, failed)
+        outcome.extra["memories"] = [m.as_dict() for m in found]
+        return outcome
+
+    async def _merge(self, prompt: str, answers: dict[str, Completion], failed: dict[str, str]) -> Outcome:
+        """One reply from the circuits' answers (concat or synthesize); 503 when none answered."""
+        if not answers:
+            wait = self.config.retry_after_s
+            if all(reason.startswith("BackPressureError") for reason in failed.values()):
+                raise AskError(503, "busy", f"every circuit is busy with other prompts: try again in {wait} s", retry_after=wait, failed=failed)
+            raise AskError(
+                503,
+                "all_circuits_failed",
+                "every circuit failed, so Echo has no answer: see 'failed' and GET /health; "
+                "try again once the circuits are ready",
+                retry_after=wait,
+                failed=failed,
+            )
+        outcome = Outcome(reply=concat(answers), route="circuits", answers=answers, failed=failed, merge=self.config.merge)
+        if self.config.merge == "synthesize" and len(answers) > 1:
+            try:
+                synthesis = await self.call("self", synthesis_messages(self.system_prompt("self"), prompt, answers))
+                if not synthesis.text:
+                    raise ValueError("the synthesis came back empty")
+                outcome.reply = synthesis.text
+                outcome.extra["synthesis"] = synthesis.as_dict()
+            except Exception as exc:  # the drafts themselves stand
+                outcome.failed["synthesize"] = describe_failure(exc)
+                outcome.merge = "concat"
+        return outcome
+
+    async def _reflect_identity(self, prompt: str) -> Outcome:
+        """The manifest's declaration, then the self circuit's reflection on the question."""
+        identity = self.identity.current
+        outcome = Outcome(reply=identity.declaration, route="identity", extra={"identity": {"files": list(identity.files)}})
+        try:
+            answer = await self.call("self", self.messages("self", prompt))
+        except Exception as exc:
+            outcome.failed["self"] = describe_failure(exc)
+            return outcome
+        outcome.answers["self"] = answer
+        if answer.text:
+            outcome.reply = f"{identity.declaration}\n\n{answer.text}"
+        return outcome
+
+    async def _create_project(self, prompt: str, origin: bool) -> Outcome:
+        if self.token is None:
+            raise AskError(
+                403,
+                "privileged_disabled",
+                f"making a project is the owner's command, and it is disabled because no origin token "
+                f"is configured: {users.ENABLE_HINT}",
+            )
+        if not origin:
+            raise AskError(
+                403,
+                "origin_only",
+                "Sorry, making a project is a command only Echo's owner can give. "
+                "If you are the owner, send your token as 'Authorization: Bearer <token>'.",
+                reply="죄송해요, 프로젝트 만들기는 에코의 주인만 내릴 수 있는 명령이에요. "
+                "Sorry, only Echo's owner can ask me to make a project.",
+            )
+        messages = [
+            {"role": "system", "content": f"{self.config.circuits['creation'].role_prompt}\n\n{PROJECT_INSTRUCTIONS}"},
+            {"role": "user", "content": prompt},
+        ]
+        try:
+            answer = await self.call(
+                "creation",
+                messages,
+                max_tokens=self.config.projects.max_tokens,
+                greedy=True,  # a file tree wants the likeliest structure, not a creative one
+                response_format={"type": "json_object", "schema": PROJECT_SCHEMA},
+            )
+        except Exception as exc:
+            raise AskError(503, "creation_failed", f"the creation circuit failed: {describe_failure(exc)}", retry_after=self.config.retry_after_s) from None
+        try:
+            spec = parse_project(answer.text)
+            created = await asyncio.to_thread(write_project, spec, self.config.projects_dir, self.config.projects)
+        except ProjectError as exc:
+            raise AskError(exc.status, "project_refused", f"the project was not created: {exc}") from None
+        reply = f"Created project '{created.name}' in {created.path}/ with {len(created.files)} files: " + ", ".join(created.files)
+        project = {"name": created.name, "slug": created.slug, "path": str(created.path), "files": list(created.files)}
+        return Outcome(reply=reply, route="create_project", answers={"creation": answer}, extra={"project": project})
+
+    # -- the memory and the state, for the HTTP routes -----------------------------------
+
+    async def search_memory(self, query: str, k: int, mode: str, authorization: str | None) -> dict:
+        users.require_origin(authorization, self.token, "searching the memory")
+        return await memories.search(self.memory, query, k, mode)
+
+    async def insights(self, authorization: str | None) -> dict:
+        users.require_origin(authorization, self.token, "the memory's insights")
+        return await memories.insights(self.memory, self.config.retry_after_s)
+
+    async def health(self) -> dict:
+        """Each circuit's state (loading, ready, failed with the reason), asked concurrently."""
+        self.identity.refresh()
+        state = await health(self.circuits, self.memory)
+        return {**state, "merge": self.config.merge, "manifest": self.identity.status(), "origin_token_configured": self.token is not None}

@@ -1,0 +1,71 @@
+"""What the brain asks of the memory: recall for an answer, saving an exchange, and the
+owner's search and insights. The memory itself (a Ray actor in Serve, a fake in unit tests)
+is a MemorySink."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Protocol
+
+from echo.brain.errors import AskError, describe_failure
+from echo.config import RecallConfig
+from echo.memory.search import MODES, Memory, within_budget
+
+log = logging.getLogger("echo.brain")
+
+RECALL_TIMEOUT_S = 3.0
+
+
+class MemorySink(Protocol):
+    async def save(self, user: str, prompt: str, reply: str) -> dict: ...
+
+    async def search(self, query: str, k: int, user: str | None, mode: str) -> list[dict]: ...
+
+    async def insights(self) -> dict | None: ...
+
+    async def status(self) -> dict: ...
+
+
+async def recall(memory: MemorySink, config: RecallConfig, prompt: str, user: str | None) -> list[Memory]:
+    """The best memories for prompt within the token budget: user's, or everyone's for None.
+    Recall helps an answer but never blocks one: a slow or failed search gives none."""
+    if config.k == 0 or config.budget_tokens == 0:
+        return []
+    try:
+        found = await asyncio.wait_for(memory.search(prompt, config.k, user, "hybrid"), RECALL_TIMEOUT_S)
+    except Exception as exc:
+        log.warning("recall skipped: %s", describe_failure(exc))
+        return []
+    return within_budget([Memory(**m) for m in found], config.budget_tokens)
+
+
+async def save(memory: MemorySink, user: str, prompt: str, reply: str) -> dict:
+    """The save's part of the answer: saved and where, or why not (the reply still goes out)."""
+    try:
+        receipt = await memory.save(user, prompt, reply)
+    except Exception as exc:
+        log.error("exchange not saved for user %s: %s", user, type(exc).__name__)
+        return {"saved": False, "unsaved_reason": describe_failure(exc)}
+    return {"saved": True, "memory": receipt}
+
+
+async def search(memory: MemorySink, query: str, k: int, mode: str) -> dict:
+    """The owner's search over everyone's memories (the caller checked the token)."""
+    if not query.strip():
+        raise AskError(422, "empty_query", "q is empty: send what to look for, e.g. /api/memory/search?q=고양이")
+    if not 1 <= k <= 100:
+        raise AskError(422, "invalid_k", f"k = {k}: ask for 1 to 100 results")
+    if mode not in MODES:
+        raise AskError(422, "invalid_mode", f"mode = {mode!r}: use one of {', '.join(MODES)}")
+    results = await memory.search(query, k, None, mode)
+    status = await memory.status()
+    return {"query": query, "k": k, "mode": mode, "results": results, "index": status.get("replay", {}).get("state")}
+
+
+async def insights(memory: MemorySink, retry_after_s: int) -> dict:
+    found = await memory.insights()
+    if found is None:
+        raise AskError(503, "not_replayed_yet", "the memory has not been replayed yet: see 'memory' in GET /health and try again",
+                       retry_after=retry_after_s)
+    return found

@@ -1,0 +1,129 @@
+"""Echo's HTTP API as a FastAPI app factory: Serve mounts it, the unit tests call it directly.
+
+The routes of /api and the chat page are here; the OpenAI-compatible /v1 routes are in
+echo.http.openai, every error body in echo.http.errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import AsyncIterator, Callable
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.exceptions import HTTPException
+
+from echo.brain.brain import AskError, Brain
+from echo.brain.users import USER_PATTERN
+from echo.http import errors
+from echo.http.bodies import ask_body_limit, read_body
+from echo.http.openai import add_openai_routes
+from echo.http.openapi import body_and_stream, document_errors
+
+WEB_DIR = Path(__file__).resolve().parents[2] / "web"
+
+
+class AskRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    prompt: str = Field(description="What you want Echo to answer.")
+    user: str | None = Field(
+        None,
+        pattern=USER_PATTERN,
+        description="Whose conversation this is (a folder name under memory/dayMMDD/). "
+        "Defaults to 'origin' with the owner's token, else 'guest'.",
+    )
+    stream: bool = Field(False, description="Answer as server-sent events: each circuit's start and tokens, then the reply.")
+
+
+def create_api(get_brain: Callable[[], Brain]) -> FastAPI:
+    """The app; get_brain returns the Brain of the process serving the request."""
+    api = FastAPI(title="Echo", summary="A self-hosted persona server with three circuits and a memory.")
+
+    @api.exception_handler(HTTPException)
+    async def _http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+        # 404, 405 and the like in the same shape as every other Echo error.
+        code = str(exc.detail).lower().replace(" ", "_")
+        return errors.error(exc.status_code, code, f"{exc.detail}: see GET /docs for Echo's endpoints")
+
+    @api.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return errors.error(422, "invalid_request", errors.describe_validation(exc))
+
+    @api.exception_handler(AskError)
+    async def _refused(_request: Request, exc: AskError) -> JSONResponse:
+        return errors.from_ask_error(exc)
+
+    # The chat page: static files, no build step.
+    api.mount("/ui", StaticFiles(directory=WEB_DIR, html=True), name="ui")
+
+    @api.head("/", include_in_schema=False)
+    @api.get("/", summary="Echo is up")
+    async def root() -> dict:
+        # Answers as soon as the ingress runs, while the models may still be loading.
+        return {"name": "Echo", "status": "up", "health": "/health", "ask": "POST /api/ask", "docs": "/docs", "chat": "/ui/",
+                "memory_search": "GET /api/memory/search?q=...", "insights": "GET /api/insights",
+                "openai": "/v1/models, /v1/chat/completions"}
+
+    @api.get("/health", summary="What is ready, loading or failed")
+    async def health() -> dict:
+        return await get_brain().health()
+
+    @api.get("/api/memory/search", summary="Search the memory (the owner only)")
+    async def memory_search(request: Request, q: str = "", k: int = 10, mode: str = "hybrid") -> Response:
+        return JSONResponse(await get_brain().search_memory(q, k, mode, request.headers.get("authorization")))
+
+    @api.get("/api/insights", summary="What the memory holds (the owner only)")
+    async def insights(request: Request) -> Response:
+        return JSONResponse(await get_brain().insights(request.headers.get("authorization")))
+
+    @api.post("/api/ask", summary="Ask Echo", openapi_extra=body_and_stream(AskRequest.model_json_schema(), "The reply, or with stream: server-sent events"))
+    async def ask(request: Request) -> Response:
+        brain = get_brain()
+        limit = ask_body_limit(brain.config)
+        body = await read_body(request, limit)
+        if body is None:
+            return errors.error(413, "body_too_large", f"request body is over the limit of {limit} bytes (max_prompt_chars is {brain.config.max_prompt_chars}): shorten the prompt")
+        try:
+            data = json.loads(body.decode("utf-8"))
+        except UnicodeDecodeError:
+            return errors.error(400, "invalid_utf8", "request body is not UTF-8: send JSON encoded as UTF-8")
+        except (json.JSONDecodeError, RecursionError) as exc:
+            where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else " (nested too deeply)"
+            return errors.error(400, "invalid_json", f'request body is not valid JSON{where}: send {{"prompt": "..."}}')
+        try:
+            req = AskRequest.model_validate(data)
+        except ValidationError as exc:
+            return errors.error(422, "invalid_request", errors.describe_validation(exc))
+        authorization = request.headers.get("authorization")
+        if req.stream:
+            return await _stream(brain.stream_ask(req.prompt, user=req.user, authorization=authorization))
+        return JSONResponse(await brain.ask(req.prompt, user=req.user, authorization=authorization))
+
+    add_openai_routes(api, get_brain)
+    document_errors(api)
+    return api
+
+
+def _event(event: dict) -> str:
+    name = event["event"]
+    data = {k: v for k, v in event.items() if k != "event"}
+    return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+async def _stream(events: AsyncIterator[dict]) -> Response:
+    """Server-sent events from Brain.stream_ask; bad input is still a plain 4xx JSON answer."""
+    first = await events.__anext__()  # an AskError here is answered by the app's handler
+
+    async def body():
+        yield _event(first)
+        try:
+            async for event in events:
+                yield _event(event)
+        except AskError as exc:  # every circuit failed
+            yield errors.echo_event(exc)
+
+    return StreamingResponse(body(), media_type="text/event-stream")

@@ -1,0 +1,64 @@
+"""The one-time replay of memory/ as a Ray Data pipeline.
+
+list parts -> read whole files, parse, clean, tokenize (Ray Data tasks, spread over the
+cluster) -> drop duplicates, the turns table, the lexical index, insight.json (echo.memory.replay,
+in the caller). No model is called. A handful of changed parts is read in the caller:
+starting a Ray Data job costs more than reading them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import pyarrow as pa
+
+from echo.memory.store import PartFile
+from echo.memory.parsing import DEFAULT_MARKERS
+from echo.memory.replay import READ_SCHEMA, read_parts, replay
+
+INLINE_PARTS = 8  # fewer changed parts than this are read without Ray Data
+PARTS_PER_TASK = 16
+
+
+def _read_batch(batch: pa.Table, memory_dir: str, markers: Mapping[str, str]) -> pa.Table:
+    return read_parts(Path(memory_dir), [PartFile(**row) for row in batch.to_pylist()], markers)
+
+
+def read_with_ray_data(memory_dir: Path, parts: Sequence[PartFile], markers: Mapping[str, str] = DEFAULT_MARKERS) -> pa.Table:
+    """Read parts in Ray Data tasks (a progress bar shows while they run)."""
+    if len(parts) < INLINE_PARTS:
+        return read_parts(memory_dir, parts, markers)
+    import ray
+
+    # A whole CPU per task where one is free; on a small machine whose circuits hold most
+    # CPUs, what is left (tasks then take turns). Two blocks per slot even out part sizes.
+    free = ray.available_resources().get("CPU", 0.0)
+    task_cpus = 1.0 if free >= 1 else max(round(free, 2), 0.1)
+    blocks = max(1, min(2 * max(1, int(free)), len(parts) // PARTS_PER_TASK, 64))
+    dataset = ray.data.from_items([asdict(p) for p in parts], override_num_blocks=blocks).map_batches(
+        _read_batch,
+        fn_kwargs={"memory_dir": str(memory_dir), "markers": dict(markers)},
+        batch_format="pyarrow",
+        batch_size=None,  # one task per block of parts
+        num_cpus=task_cpus,
+    )
+    tables = ray.get(dataset.to_arrow_refs())
+    read = pa.concat_tables([t.cast(READ_SCHEMA) for t in tables]) if tables else READ_SCHEMA.empty_table()
+    return read.replace_schema_metadata({"reader": "ray-data"})
+
+
+def replay_with_ray_data(
+    memory_dir: Path,
+    index_dir: Path,
+    *,
+    force: bool = False,
+    markers: Mapping[str, str] = DEFAULT_MARKERS,
+    **options,
+) -> dict:
+    """Replay memory_dir into index_dir through Ray Data (Ray must be initialized); the insight.
+
+    options go to echo.memory.replay.replay (settle_s, on_read).
+    """
+    return replay(memory_dir, index_dir, force=force, reader=read_with_ray_data, markers=markers, **options)
