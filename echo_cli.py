@@ -29,7 +29,11 @@ def main() -> None:
 @click.option("--port", type=click.IntRange(1, 65535), help="Port to listen on (default: the config's port, 8000).")
 @click.option("--address", envvar="RAY_ADDRESS", help="A running Ray cluster to join (default: start one here).")
 @click.option(
-    "--metrics-port", type=click.IntRange(1, 65535), default=8080, show_default=True, envvar="ECHO_METRICS_PORT",
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    default=8080,
+    show_default=True,
+    envvar="ECHO_METRICS_PORT",
     help="Where the Ray cluster started here serves Prometheus metrics (Echo's included) at /metrics.",
 )
 def serve_command(config_file: str | None, host: str | None, port: int | None, address: str | None, metrics_port: int) -> None:
@@ -105,11 +109,11 @@ def ask_command(prompt: str, url: str, user: str | None, as_json: bool) -> None:
         for raw in response:
             line = raw.decode("utf-8").rstrip("\n")
             if line.startswith("event: "):
-                name = line[len("event: "):]
+                name = line[len("event: ") :]
                 continue
             if not line.startswith("data: "):
                 continue
-            event = json.loads(line[len("data: "):])
+            event = json.loads(line[len("data: ") :])
             if name == "error":
                 raise click.ClickException(event["error"]["message"])
             if as_json:
@@ -250,8 +254,8 @@ def search_command(config_file, memory, index, query, k, mode, user, as_json, qu
     """Search the memory, with each turn's citation (path:lines)."""
     from echo.memory.dense import load_embedder
     from echo.memory.lexical import LexicalIndex
-    from echo.memory.search import MemorySearch
     from echo.memory.replay import replay
+    from echo.memory.search import MemorySearch
 
     if not query and queries is None:
         raise click.UsageError("give a QUERY, or --queries FILE with one query a line")
@@ -308,7 +312,7 @@ def doctor_command(config_file: str | None, address: str | None, metrics_port: i
     from echo.config import REPO_ROOT
     from echo.ops.doctor import diagnose
 
-    findings = diagnose(REPO_ROOT, config_file, address, metrics_port)
+    findings = diagnose(REPO_ROOT, config_file, address, metrics_port, _cluster_resources(address) if address else None)
     marks = {"ok": "ok   ", "warn": "WARN ", "error": "ERROR"}
     for finding in findings:
         click.echo(f"{marks[finding.level]} {finding.what}" + (f"\n      fix: {finding.fix}" if finding.fix else ""))
@@ -316,6 +320,19 @@ def doctor_command(config_file: str | None, address: str | None, metrics_port: i
     warnings = sum(f.level == "warn" for f in findings)
     click.echo(f"{errors} errors, {warnings} warnings: " + ("Echo cannot start until the errors are fixed" if errors else "Echo can start"))
     sys.exit(1 if errors else 0)
+
+
+def _cluster_resources(address: str) -> dict | str:
+    """What the Ray cluster at address offers, or why it cannot be reached."""
+    import ray
+
+    try:
+        ray.init(address=address, namespace="echo-doctor", log_to_driver=False)
+        resources = ray.cluster_resources()
+        ray.shutdown()
+    except Exception as exc:  # whatever Ray says about the address
+        return f"{type(exc).__name__}: {exc}"
+    return resources
 
 
 @main.command("package")

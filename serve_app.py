@@ -1,7 +1,7 @@
 """Echo as a Ray Serve application.
 
-    serve run serve_app:app                                  # configs/default.yaml (or $ECHO_CONFIG)
-    serve run serve_app:build_app config=configs/a40.yaml    # any config
+serve run serve_app:app                                  # configs/default.yaml (or $ECHO_CONFIG)
+serve run serve_app:build_app config=configs/a40.yaml    # any config
 """
 
 from __future__ import annotations
@@ -45,6 +45,9 @@ SERVE_ENVIRONMENT = {
 }
 
 
+INGRESS_HEADROOM = 16  # requests the ingress takes past its limits: /health, /, and the 503s themselves
+
+
 def start_ray(address: str | None = None, **options: Any):
     """Start (or join) Ray the way Echo runs best; the CLI, tests and benchmarks all use it.
 
@@ -77,8 +80,8 @@ def build_from_config(config: EchoConfig) -> Application:
     for note in notes:
         log.warning(note)
     models = check_models(config)
-    # Past max_queued_requests a request is turned away at once (503 with Retry-After over
-    # HTTP, BackPressureError through a handle), never left to time out.
+    # Past a circuit's max_queued_requests a request is turned away at once (BackPressureError
+    # through its handle, which the brain answers as a JSON 503 "busy"), never left to time out.
     backpressure = BackpressureConfig(status_code=503, retry_after_s=config.retry_after_s)
     circuits = {
         name: LLMCircuit.options(
@@ -91,11 +94,12 @@ def build_from_config(config: EchoConfig) -> Application:
         ).bind(name, c.model_dump(mode="json"), str(models[name]) if name in models else None)
         for name, c in config.circuits.items()
     }
+    # The ingress counts its own requests (echo.http.admission), so that its 503 is JSON like
+    # every other error: Serve only caps it loosely, with room for /health to get through.
     return EchoBrain.options(
         num_replicas=config.brain_replicas,
-        max_ongoing_requests=config.brain_max_ongoing_requests,
-        max_queued_requests=config.brain_max_queued_requests,
-        backpressure_config=backpressure,
+        max_ongoing_requests=config.brain_max_ongoing_requests + max(config.brain_max_queued_requests, 0) + INGRESS_HEADROOM,
+        max_queued_requests=-1,
         ray_actor_options={"num_cpus": 0},
     ).bind(config.model_dump(mode="json"), circuits)
 

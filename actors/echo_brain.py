@@ -15,10 +15,10 @@ from actors import metrics
 from actors.memory_actor import memory_actor
 from actors.watchdog_actor import watchdog_actor
 from echo.brain import users
-from echo.http.app import create_api
 from echo.brain.brain import Brain
-from echo.config import EchoConfig
 from echo.brain.identity import IdentitySource
+from echo.config import EchoConfig
+from echo.http.app import create_api
 from echo.llm.engine import Completion, Messages
 
 log = logging.getLogger("ray.serve")
@@ -110,4 +110,4 @@ class EchoBrain:
         )
 
     def __serve_build_asgi_app__(self):
-        return create_api(lambda: self.brain)
+        return create_api(lambda: self.brain, limits=self.config)

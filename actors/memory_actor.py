@@ -65,9 +65,7 @@ class MemoryActor:
         lines = exchange_lines(prompt, reply, c.markers)
         with self._write:
             try:
-                receipt = append_exchange(
-                    c.memory_dir, user, lines, datetime.now(timezone.utc), c.timezone, c.part_lines, c.backup_dir, c.markers
-                )
+                receipt = append_exchange(c.memory_dir, user, lines, datetime.now(timezone.utc), c.timezone, c.part_lines, c.backup_dir, c.markers)
             except OSError as exc:  # a full disk, a read-only memory/: the brain marks the reply unsaved
                 self.saving = {
                     "state": "failing",
@@ -116,9 +114,7 @@ class MemoryActor:
         c = self.config
         try:
             self.replay_state = {**self.replay_state, "state": "replaying" if first else "updating"}
-            insight = replay_with_ray_data(
-                c.memory_dir, c.index_dir, markers=c.markers, settle_s=SETTLE_S, whole=dict(self._whole), on_read=_measure_lag
-            )
+            insight = replay_with_ray_data(c.memory_dir, c.index_dir, markers=c.markers, settle_s=SETTLE_S, whole=dict(self._whole), on_read=_measure_lag)
             if self.search_engine is None:
                 self.search_engine = MemorySearch(c.index_dir, self.embedder)
             else:

@@ -21,9 +21,7 @@ def lines_ingested() -> metrics.Counter:
 
 @functools.cache
 def ingestion_lag() -> metrics.Histogram:
-    return metrics.Histogram(
-        "echo_memory_ingestion_lag_seconds", "From a part's last write to its turns being searchable.", boundaries=LAG_BUCKETS
-    )
+    return metrics.Histogram("echo_memory_ingestion_lag_seconds", "From a part's last write to its turns being searchable.", boundaries=LAG_BUCKETS)
 
 
 @functools.cache

@@ -20,8 +20,8 @@ from watchdog.observers import Observer
 
 from actors import metrics
 from actors.memory_actor import NAMESPACE, home_resources, memory_actor, watchdog_name
-from echo.config import EchoConfig
 from echo.brain.identity import IdentitySource
+from echo.config import EchoConfig
 from echo.memory.watch import IGNORED_EVENTS, Coalescer, OwnWrites, is_manifest_path, is_memory_path
 
 log = logging.getLogger("echo.watchdog")

@@ -58,8 +58,13 @@ def main() -> int:
         home = Path(temporary)
         generate_memory(home / "memory", parts=args.parts)
         config = load_config().model_copy(
-            update={"memory_dir": home / "memory", "index_dir": home / "memory_index", "manifest_dir": REPO / "manifest",
-                    "backup_dir": home / "backup", "quarantine_dir": home / "quarantine"}
+            update={
+                "memory_dir": home / "memory",
+                "index_dir": home / "memory_index",
+                "manifest_dir": REPO / "manifest",
+                "backup_dir": home / "backup",
+                "quarantine_dir": home / "quarantine",
+            }
         )
         start_ray(None, include_dashboard=False, log_to_driver=False)
         memory = memory_actor(config)

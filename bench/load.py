@@ -152,9 +152,14 @@ def _wait_ready(url: str, timeout: float = 300) -> None:
 
 def _config(base: Path, home: Path, name: str, **overrides) -> Path:
     data = yaml.safe_load(base.read_text(encoding="utf-8"))
-    data.update(memory_dir=str(home / name / "memory"), backup_dir=str(home / name / "backup"),
-                quarantine_dir=str(home / name / "quarantine"), manifest_dir=str(REPO_ROOT / "manifest"),
-                projects_dir=str(home / name / "projects"), **overrides)
+    data.update(
+        memory_dir=str(home / name / "memory"),
+        backup_dir=str(home / name / "backup"),
+        quarantine_dir=str(home / name / "quarantine"),
+        manifest_dir=str(REPO_ROOT / "manifest"),
+        projects_dir=str(home / name / "projects"),
+        **overrides,
+    )
     path = home / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     return path

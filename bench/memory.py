@@ -33,8 +33,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.memory_gen import generate_memory, load_devset  # noqa: E402
-from echo.memory.store import scan_parts  # noqa: E402
 from echo.memory.parsing import parse_part  # noqa: E402
+from echo.memory.store import scan_parts  # noqa: E402
 
 CHILD = r"""
 import json, sys, time
@@ -97,7 +97,9 @@ def plain_python(memory: Path) -> tuple[float, int]:
 def replay_in_fresh_process(memory: Path, index: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
     launched = time.time()
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(memory), str(index)], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(memory), str(index)], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
     peak = [0]
     done = threading.Event()
 
@@ -145,8 +147,8 @@ def search_speed(index: Path, queries: list[str]) -> tuple[float, float]:
 def recall_at_10(work: Path, devset: list[dict], parts: int, threads: int) -> tuple[dict, float]:
     """recall@10 per mode, overall and by language and kind; and e5 passages per second."""
     from echo.memory.dense import E5Embedder
-    from echo.memory.search import MemorySearch
     from echo.memory.replay import replay
+    from echo.memory.search import MemorySearch
 
     memory, index = work / "devset_memory", work / "devset_index"
     generate_memory(memory, parts=parts, days=max(3, parts // 19), facts=devset)
@@ -184,7 +186,9 @@ def main() -> int:
         events = replay_in_fresh_process(memory, index)
         cold, warm, one = events["cold"], events["warm"], events["one_part"]
         warm["seconds"] = statistics.median(warm["runs"])
-        print(f"replay_cold: {cold['seconds']:.1f} s for {lines} lines, {cold['turns']} turns, Python and Ray start included, reader {cold['insight']['reader']} (target <= 30 s)")
+        print(
+            f"replay_cold: {cold['seconds']:.1f} s for {lines} lines, {cold['turns']} turns, Python and Ray start included, reader {cold['insight']['reader']} (target <= 30 s)"
+        )
         print(
             f"replay_warm: {warm['seconds']:.2f} s ({lines / warm['seconds']:.0f} lines/s; runs {', '.join(f'{r:.2f}' for r in warm['runs'])}); "
             f"plain Python read+parse+clean {floor:.2f} s ({lines / floor:.0f} lines/s; runs {', '.join(f'{f[0]:.2f}' for f in floors)}); "
@@ -196,7 +200,9 @@ def main() -> int:
         p50, p95 = search_speed(index, queries)
         print(f"lexical_search: p50 {p50:.1f} ms, p95 {p95:.1f} ms over {len(queries)} queries at {lines} lines (target p95 <= 50 ms)", flush=True)
         table, per_second = recall_at_10(work, devset, args.devset_parts, args.threads)
-        print(f"dense_embedding: {per_second:.0f} turns/s with e5-small q4 on {args.threads} threads ({cold['turns'] / per_second / 60:.0f} min for the {cold['turns']} turns of the big memory)")
+        print(
+            f"dense_embedding: {per_second:.0f} turns/s with e5-small q4 on {args.threads} threads ({cold['turns'] / per_second / 60:.0f} min for the {cold['turns']} turns of the big memory)"
+        )
         for mode, groups in table.items():
             detail = ", ".join(f"{g} {v:.2f}" for g, v in groups.items() if g != "all")
             print(f"recall@10 {mode}: {groups['all']:.2f} ({detail}) over {len(devset)} queries")

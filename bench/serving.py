@@ -29,8 +29,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from echo.config import CIRCUIT_NAMES, DEFAULT_CONFIG, REPO_ROOT, parse_config  # noqa: E402
-from echo.llm.models import check_models
 from echo.llm.engine import LlamaEngine  # noqa: E402
+from echo.llm.models import check_models
 
 STORY = [{"role": "user", "content": "Write a long story about a lighthouse keeper and the sea."}]
 ASK = "I had a long day at work and I am tired. What should I do this evening?"
@@ -48,8 +48,7 @@ def make_config(home: Path, port: int, max_tokens: int, engine: str) -> dict:
         if engine == "echo":
             circuit["num_cpus"] = 0  # instant circuits reserve no core beside the real ones
         circuit["sampling"] = {"temperature": 0.0, "top_k": 1, "top_p": 1.0}  # greedy: same work every time
-    data.update(port=port, merge="concat", memory_dir=str(home / "memory"), manifest_dir=str(REPO_ROOT / "manifest"),
-                projects_dir=str(home / "projects"))
+    data.update(port=port, merge="concat", memory_dir=str(home / "memory"), manifest_dir=str(REPO_ROOT / "manifest"), projects_dir=str(home / "projects"))
     if engine == "llama":
         # No recall for the model figures: recalled memories change the prompt every round, and
         # the one-after-another side would then find it in llama.cpp's prefix cache, the
@@ -141,7 +140,6 @@ def serve_vs_direct(real, args) -> None:
     )
 
 
-
 def concat_vs_sequential(real, url, client, args) -> None:
     """2. /api/ask (three circuits at once) against the three one after another."""
     from ray import serve
@@ -175,7 +173,6 @@ def concat_vs_sequential(real, url, client, args) -> None:
         f"concat_vs_sequential: /api/ask {a:.2f} s, three circuits one after another {q:.2f} s "
         f"(tokens {tokens}, memories in the prompt {len(body['memories'])}, median of {args.rounds}), ratio {a / q:.2f} (target <= 0.6)"
     )
-
 
 
 def overhead_of(url: str, client: httpx.Client, app: str, headers: dict, i: int) -> tuple[float, dict]:
@@ -256,7 +253,9 @@ def brain_overhead(url, client, args) -> float:
         f"brain_overhead: p50 {percentile(user, 50):.1f} ms, p95 {percentile(user, 95):.1f} ms over {n} sequential requests with instant circuits, "
         f"as a user with a key: recall (lexical; {recalled} brought memories) and memory save included (target p50 <= 30 ms)"
     )
-    print(f"brain_overhead_guest: p50 {percentile(guest, 50):.1f} ms, p95 {percentile(guest, 95):.1f} ms over {n} requests taken in turn with the above, as a guest: no recall")
+    print(
+        f"brain_overhead_guest: p50 {percentile(guest, 50):.1f} ms, p95 {percentile(guest, 95):.1f} ms over {n} requests taken in turn with the above, as a guest: no recall"
+    )
     return percentile(user, 50)
 
 

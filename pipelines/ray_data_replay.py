@@ -8,15 +8,15 @@ starting a Ray Data job costs more than reading them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import pyarrow as pa
 
-from echo.memory.store import PartFile
 from echo.memory.parsing import DEFAULT_MARKERS
 from echo.memory.replay import READ_SCHEMA, read_parts, replay
+from echo.memory.store import PartFile
 
 INLINE_PARTS = 8  # fewer changed parts than this are read without Ray Data
 PARTS_PER_TASK = 16

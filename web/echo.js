@@ -51,7 +51,20 @@ async function ask(text) {
   $("log").append(view);
   const reply = view.querySelector(".reply");
   const status = view.querySelector(".status");
-  const panel = (name) => view.querySelector(`details[data-circuit="${name}"]`);
+  const panels = view.querySelector(".circuits");
+  const panel = (name) => { // one panel per circuit, in the order the answer gives
+    let found = panels.querySelector(`details[data-circuit="${name}"]`);
+    if (!found) {
+      found = document.createElement("details");
+      found.className = "circuit";
+      found.dataset.circuit = name;
+      const summary = document.createElement("summary");
+      summary.textContent = name;
+      found.append(summary, document.createElement("pre"));
+      panels.append(found);
+    }
+    return found;
+  };
   status.textContent = "…";
   let response;
   try {
@@ -65,8 +78,8 @@ async function ask(text) {
     status.textContent = body.error ? body.error.message : `HTTP ${response.status}`;
     return;
   }
-  const order = ["self", "emotion", "creation"];
-  const drafts = { self: "", emotion: "", creation: "" };
+  let order = []; // the concat order, as the answer's start event gives it
+  const drafts = {};
   let merge = null;
   const show = () => { // with concat the reply grows as the drafts do
     if (merge === "concat") reply.textContent = order.map((n) => drafts[n]).filter(Boolean).join("\n\n");
@@ -74,12 +87,14 @@ async function ask(text) {
   for await (const [name, data] of events(response)) {
     if (name === "start") {
       merge = data.merge;
+      order = data.order || [];
+      if (data.route === "circuits") order.forEach(panel);
       status.textContent = data.route === "circuits" ? "the circuits are answering…" : "";
       showMemories(view, data.memories || []);
     } else if (name === "circuit_start") {
       panel(data.circuit).classList.add("running");
     } else if (name === "token") {
-      drafts[data.circuit] += data.text;
+      drafts[data.circuit] = (drafts[data.circuit] || "") + data.text;
       panel(data.circuit).querySelector("pre").textContent = drafts[data.circuit];
       show();
     } else if (name === "circuit_done" || name === "circuit_failed") {

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, Mapping
+from typing import Any
 
 from echo.brain import memories, users
 from echo.brain.errors import AskError, describe_failure
@@ -87,9 +88,7 @@ class Brain:
         try:
             prompt.encode("utf-8")
         except UnicodeEncodeError as exc:
-            raise AskError(
-                422, "invalid_text", f"prompt has an unpaired surrogate at character {exc.start}: send valid Unicode text"
-            ) from None
+            raise AskError(422, "invalid_text", f"prompt has an unpaired surrogate at character {exc.start}: send valid Unicode text") from None
         if len(prompt) > self.config.max_prompt_chars:
             raise AskError(
                 413,
@@ -151,8 +150,14 @@ class Brain:
 
     @staticmethod
     def _start(request: Request, merge: str | None, found: list[Memory]) -> dict:
-        return {"event": "start", "route": request.route, "user": request.asker.user, "merge": merge,
-                "order": list(CONCAT_ORDER), "memories": [m.as_dict() for m in found]}
+        return {
+            "event": "start",
+            "route": request.route,
+            "user": request.asker.user,
+            "merge": merge,
+            "order": list(CONCAT_ORDER),
+            "memories": [m.as_dict() for m in found],
+        }
 
     # -- what a circuit is sent --------------------------------------------------------
 
@@ -194,8 +199,7 @@ class Brain:
             raise AskError(
                 503,
                 "all_circuits_failed",
-                "every circuit failed, so Echo has no answer: see 'failed' and GET /health; "
-                "try again once the circuits are ready",
+                "every circuit failed, so Echo has no answer: see 'failed' and GET /health; try again once the circuits are ready",
                 retry_after=wait,
                 failed=failed,
             )
@@ -231,17 +235,14 @@ class Brain:
             raise AskError(
                 403,
                 "privileged_disabled",
-                f"making a project is the owner's command, and it is disabled because no origin token "
-                f"is configured: {users.ENABLE_HINT}",
+                f"making a project is the owner's command, and it is disabled because no origin token is configured: {users.ENABLE_HINT}",
             )
         if not origin:
             raise AskError(
                 403,
                 "origin_only",
-                "Sorry, making a project is a command only Echo's owner can give. "
-                "If you are the owner, send your token as 'Authorization: Bearer <token>'.",
-                reply="죄송해요, 프로젝트 만들기는 에코의 주인만 내릴 수 있는 명령이에요. "
-                "Sorry, only Echo's owner can ask me to make a project.",
+                "Sorry, making a project is a command only Echo's owner can give. If you are the owner, send your token as 'Authorization: Bearer <token>'.",
+                reply="죄송해요, 프로젝트 만들기는 에코의 주인만 내릴 수 있는 명령이에요. Sorry, only Echo's owner can ask me to make a project.",
             )
         messages = [
             {"role": "system", "content": f"{self.config.circuits['creation'].role_prompt}\n\n{PROJECT_INSTRUCTIONS}"},

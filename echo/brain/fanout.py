@@ -4,7 +4,8 @@ at once, whole or token by token, where a failure or a timeout leaves the others
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator, Callable, Mapping, Protocol
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, Protocol
 
 from echo.brain.errors import describe_failure
 from echo.llm.engine import Completion, Messages

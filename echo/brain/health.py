@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Mapping
+from collections.abc import Mapping
 
 from echo.brain.errors import describe_failure
 from echo.brain.fanout import Circuit

@@ -66,6 +66,5 @@ async def search(memory: MemorySink, query: str, k: int, mode: str) -> dict:
 async def insights(memory: MemorySink, retry_after_s: int) -> dict:
     found = await memory.insights()
     if found is None:
-        raise AskError(503, "not_replayed_yet", "the memory has not been replayed yet: see 'memory' in GET /health and try again",
-                       retry_after=retry_after_s)
+        raise AskError(503, "not_replayed_yet", "the memory has not been replayed yet: see 'memory' in GET /health and try again", retry_after=retry_after_s)
     return found

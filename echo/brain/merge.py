@@ -4,7 +4,7 @@ here only; clients learn it from the answer (the stream's start event)."""
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from echo.llm.engine import Completion, Messages
 

@@ -47,7 +47,12 @@ PROJECT_INSTRUCTIONS = (
 # Names Windows refuses whatever the extension (superscript digits count as digits there, and
 # the console's own names too); refused everywhere so a project can be copied anywhere.
 _RESERVED = {
-    "con", "prn", "aux", "nul", "conin$", "conout$",
+    "con",
+    "prn",
+    "aux",
+    "nul",
+    "conin$",
+    "conout$",
     *(f"{port}{digit}" for port in ("com", "lpt") for digit in [*"0123456789", "¹", "²", "³"]),
 }
 _BAD_CHARS = re.compile(r'[\x00-\x1f\x7f<>:"|?*\\]')
@@ -92,8 +97,7 @@ def parse_project(text: str) -> ProjectSpec:
         data = json.loads(text)
     except (json.JSONDecodeError, RecursionError):
         raise ProjectError(
-            "the creation circuit's answer is not complete JSON (fix: ask again, or raise "
-            "circuits.creation.max_tokens so the answer is not cut off)",
+            "the creation circuit's answer is not complete JSON (fix: ask again, or raise circuits.creation.max_tokens so the answer is not cut off)",
             status=502,
         ) from None
     if not isinstance(data, dict):
@@ -129,7 +133,7 @@ def safe_relative_path(raw: str) -> PurePosixPath:
     if raw.startswith("/") or re.match(r"^[A-Za-z]:", raw):
         raise ProjectError(f"file path {raw!r} is absolute; only paths inside the project are allowed")
     if _BAD_CHARS.search(raw):
-        raise ProjectError(f"file path {raw!r} has a character that is not allowed in file names (\\ : * ? \" < > | or a control character)")
+        raise ProjectError(f'file path {raw!r} has a character that is not allowed in file names (\\ : * ? " < > | or a control character)')
     if hidden := next((c for c in raw if unicodedata.category(c) in _HIDDEN_CATEGORIES), None):
         raise ProjectError(f"file path {raw!r} has the invisible character U+{ord(hidden):04X}; use visible characters only")
     for part in raw.split("/"):  # the raw segments: PurePosixPath would quietly drop "." and ""

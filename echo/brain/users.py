@@ -86,8 +86,7 @@ def identify(requested: str | None, authorization: str | None, token: str | None
         raise AskError(
             403,
             "reserved_user",
-            f"the user name {ORIGIN_USER!r} belongs to Echo's owner: send the owner's token "
-            "as 'Authorization: Bearer <token>', or choose another user name",
+            f"the user name {ORIGIN_USER!r} belongs to Echo's owner: send the owner's token as 'Authorization: Bearer <token>', or choose another user name",
         )
     return Asker(user, origin, is_user(authorization, token, user))
 

@@ -6,8 +6,8 @@ echo.http.openai, every error body in echo.http.errors."""
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import AsyncIterator, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -18,7 +18,9 @@ from starlette.exceptions import HTTPException
 
 from echo.brain.brain import AskError, Brain
 from echo.brain.users import USER_PATTERN
+from echo.config import EchoConfig
 from echo.http import errors
+from echo.http.admission import Admission
 from echo.http.bodies import ask_body_limit, read_body
 from echo.http.openai import add_openai_routes
 from echo.http.openapi import body_and_stream, document_errors
@@ -33,15 +35,17 @@ class AskRequest(BaseModel):
     user: str | None = Field(
         None,
         pattern=USER_PATTERN,
-        description="Whose conversation this is (a folder name under memory/dayMMDD/). "
-        "Defaults to 'origin' with the owner's token, else 'guest'.",
+        description="Whose conversation this is (a folder name under memory/dayMMDD/). Defaults to 'origin' with the owner's token, else 'guest'.",
     )
     stream: bool = Field(False, description="Answer as server-sent events: each circuit's start and tokens, then the reply.")
 
 
-def create_api(get_brain: Callable[[], Brain]) -> FastAPI:
-    """The app; get_brain returns the Brain of the process serving the request."""
+def create_api(get_brain: Callable[[], Brain], limits: EchoConfig | None = None) -> FastAPI:
+    """The app; get_brain returns the Brain of the process serving the request. With limits,
+    requests past its brain_max_ongoing_requests + brain_max_queued_requests get a 503."""
     api = FastAPI(title="Echo", summary="A self-hosted persona server with three circuits and a memory.")
+    if limits is not None:
+        api.add_middleware(Admission, ongoing=limits.brain_max_ongoing_requests, queued=limits.brain_max_queued_requests, retry_after_s=limits.retry_after_s)
 
     @api.exception_handler(HTTPException)
     async def _http_error(_request: Request, exc: HTTPException) -> JSONResponse:
@@ -64,9 +68,17 @@ def create_api(get_brain: Callable[[], Brain]) -> FastAPI:
     @api.get("/", summary="Echo is up")
     async def root() -> dict:
         # Answers as soon as the ingress runs, while the models may still be loading.
-        return {"name": "Echo", "status": "up", "health": "/health", "ask": "POST /api/ask", "docs": "/docs", "chat": "/ui/",
-                "memory_search": "GET /api/memory/search?q=...", "insights": "GET /api/insights",
-                "openai": "/v1/models, /v1/chat/completions"}
+        return {
+            "name": "Echo",
+            "status": "up",
+            "health": "/health",
+            "ask": "POST /api/ask",
+            "docs": "/docs",
+            "chat": "/ui/",
+            "memory_search": "GET /api/memory/search?q=...",
+            "insights": "GET /api/insights",
+            "openai": "/v1/models, /v1/chat/completions",
+        }
 
     @api.get("/health", summary="What is ready, loading or failed")
     async def health() -> dict:
@@ -86,7 +98,11 @@ def create_api(get_brain: Callable[[], Brain]) -> FastAPI:
         limit = ask_body_limit(brain.config)
         body = await read_body(request, limit)
         if body is None:
-            return errors.error(413, "body_too_large", f"request body is over the limit of {limit} bytes (max_prompt_chars is {brain.config.max_prompt_chars}): shorten the prompt")
+            return errors.error(
+                413,
+                "body_too_large",
+                f"request body is over the limit of {limit} bytes (max_prompt_chars is {brain.config.max_prompt_chars}): shorten the prompt",
+            )
         try:
             data = json.loads(body.decode("utf-8"))
         except UnicodeDecodeError:

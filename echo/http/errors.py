@@ -38,8 +38,7 @@ def from_ask_error(exc: AskError) -> JSONResponse:
 
 def busy(retry_after_s: int) -> JSONResponse:
     """Serve's back-pressure (every queue full), in Echo's shape with its Retry-After."""
-    return error(503, "busy", f"Echo is busy with other requests: try again in {retry_after_s} s",
-                 headers={"Retry-After": str(retry_after_s)})
+    return error(503, "busy", f"Echo is busy with other requests: try again in {retry_after_s} s", headers={"Retry-After": str(retry_after_s)})
 
 
 def echo_event(exc: AskError) -> str:
@@ -51,8 +50,9 @@ def _openai_body(message: str, kind: str, code: str | None, param: str | None = 
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
-def openai_error(status: int, message: str, kind: str = "invalid_request_error", code: str | None = None,
-                 param: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+def openai_error(
+    status: int, message: str, kind: str = "invalid_request_error", code: str | None = None, param: str | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
     """An error in OpenAI's shape."""
     return JSONResponse(_openai_body(message, kind, code, param), status_code=status, headers=headers)
 

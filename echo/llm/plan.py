@@ -183,7 +183,9 @@ def render(result: Plan) -> str:
     def gib(n: int) -> str:
         return f"{n / GiB:6.2f}"
 
-    rows = [f"{'circuit':<10} {'model':<42} {'layers':>6} {'weights':>8} {'KV':>7} {'compute':>8} {'CUDA':>6} {'total':>7} {'share':>6} {'num_gpus':>8}   (GiB)"]
+    rows = [
+        f"{'circuit':<10} {'model':<42} {'layers':>6} {'weights':>8} {'KV':>7} {'compute':>8} {'CUDA':>6} {'total':>7} {'share':>6} {'num_gpus':>8}   (GiB)"
+    ]
     for c in result.circuits:
         rows.append(
             f"{c.circuit:<10} {c.model[:42]:<42} {c.gpu_layers:>6} {gib(c.weights):>8} {gib(c.kv_cache):>7} {gib(c.compute):>8} "

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import tantivy
 
@@ -95,9 +95,7 @@ class LexicalIndex:
         should = [(tantivy.Occur.Should, tantivy.Query.term_query(self.schema, field, term)) for field, term in terms]
         query_ = tantivy.Query.boolean_query(should)
         if user is not None:
-            query_ = tantivy.Query.boolean_query(
-                [(tantivy.Occur.Must, query_), (tantivy.Occur.Must, tantivy.Query.term_query(self.schema, "user", user))]
-            )
+            query_ = tantivy.Query.boolean_query([(tantivy.Occur.Must, query_), (tantivy.Occur.Must, tantivy.Query.term_query(self.schema, "user", user))])
         searcher = self.index.searcher()
         hits = searcher.search(query_, k).hits
         return [(searcher.doc(address)["id"][0], score) for score, address in hits]

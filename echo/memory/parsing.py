@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 
 from echo.config import DEFAULT_MARKERS, ECHO_MARKER, OLD_ASSISTANT_MARKER, USER_MARKER  # noqa: F401 (the format's markers)
 
@@ -67,7 +67,7 @@ def marker_of(line: str, markers: Mapping[str, str] = DEFAULT_MARKERS) -> tuple[
     normalized = unicodedata.normalize("NFC", line)
     for marker, speaker in markers.items():
         if normalized.startswith(marker):
-            return speaker, normalized[len(marker):].strip()
+            return speaker, normalized[len(marker) :].strip()
     return None
 
 

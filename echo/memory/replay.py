@@ -18,9 +18,9 @@ import json
 import os
 import time
 from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -28,8 +28,8 @@ import pyarrow.parquet as pq
 
 from echo.memory.insight import describe, top_terms_by_day
 from echo.memory.lexical import LexicalIndex
-from echo.memory.store import PartFile, scan_parts
 from echo.memory.parsing import CARRIED, DEFAULT_MARKERS, parse_part
+from echo.memory.store import PartFile, scan_parts
 
 # Bump when what replay derives from a part changes (parsing, cleaning, hashing): tables
 # written by another version are rebuilt by a full replay.
@@ -292,7 +292,10 @@ def replay(
     read = reader(memory_dir, to_read, markers) if to_read else READ_SCHEMA.empty_table()
     new_turns_rows = pa.Table.from_struct_array(read.column("turns").combine_chunks().flatten()) if read.num_rows else None
     parts = pa.concat_tables(
-        [old_parts.filter(pa.array([p not in stale for p in old_parts.column("path").to_pylist()], pa.bool_())), read.select(PART_SCHEMA.names).cast(PART_SCHEMA)]
+        [
+            old_parts.filter(pa.array([p not in stale for p in old_parts.column("path").to_pylist()], pa.bool_())),
+            read.select(PART_SCHEMA.names).cast(PART_SCHEMA),
+        ]
     )
     parts = parts.sort_by([("day", "ascending"), ("user", "ascending"), ("part", "ascending")])
 

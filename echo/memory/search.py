@@ -8,9 +8,9 @@ comes first and neither score scale has to be tuned against the other.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -86,9 +86,7 @@ class MemorySearch:
         """How many of the turns have a vector."""
         return sum(1 for h in self.turns["hash"] if self.vectors and h in self.vectors)
 
-    def embed_pending(
-        self, batch: int = 32, chunk: int = 512, stop: threading.Event | None = None, on_chunk: Callable[[int], object] | None = None
-    ) -> int:
+    def embed_pending(self, batch: int = 32, chunk: int = 512, stop: threading.Event | None = None, on_chunk: Callable[[int], object] | None = None) -> int:
         """Embed the turns that have no vector yet, saving every chunk; returns how many.
 
         Runs in the background: a restart loses at most the chunk being filled.

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Mapping
 from zoneinfo import ZoneInfo
 
 from echo.memory.parsing import CONTROL_CHARS, DEFAULT_MARKERS, marker_of, parse_part
@@ -112,7 +112,7 @@ def append_exchange(
     folder = Path(day_folder(now, timezone)) / user
     number, existing = _last_part(memory_dir / folder)
     new_turns = [(t.speaker, t.text) for t in parse_part(lines, markers)]
-    old_turns = parse_part(existing, markers)[-len(new_turns):] if existing and new_turns else []
+    old_turns = parse_part(existing, markers)[-len(new_turns) :] if existing and new_turns else []
     if [(t.speaker, t.text) for t in old_turns] == new_turns and old_turns:
         where = str(folder / f"part{number}.txt")
         return SaveReceipt(path=where, line_start=old_turns[0].line_start, line_end=old_turns[-1].line_end, duplicate=True)
@@ -200,8 +200,13 @@ def _scan_part(entry: os.DirEntry, day: str, user: str, found: list[PartFile], s
     elif number:
         skipped.append({"path": path, "reason": "not a regular file (fix: move it out of memory/)"})
     elif PART_LIKE.match(entry.name):
-        skipped.append({"path": path, "reason": "not a part name: parts are part1.txt, part2.txt, ... counting from 1, without "
-                        "leading zeros (fix: rename it to the next free partN.txt)"})
+        skipped.append(
+            {
+                "path": path,
+                "reason": "not a part name: parts are part1.txt, part2.txt, ... counting from 1, without "
+                "leading zeros (fix: rename it to the next free partN.txt)",
+            }
+        )
 
 
 def repair_torn_parts(memory_dir: Path, quarantine_dir: Path) -> dict[str, str]:

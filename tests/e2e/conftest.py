@@ -7,9 +7,9 @@ import os
 import shutil
 import socket
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
@@ -74,9 +74,16 @@ def write_config(home: Path, port: int, **overrides) -> Path:
     data = yaml.safe_load(DEFAULT_CONFIG.read_text(encoding="utf-8"))
     for circuit in data["circuits"].values():
         circuit["max_tokens"] = 32  # short answers keep the suite quick on two cores
-    data.update(port=port, memory_dir=str(home / "memory"), backup_dir=str(home / "memory_backup"),
-                quarantine_dir=str(home / "memory_quarantine"), index_dir=str(home / "memory_index"), manifest_dir=str(home / "manifest"),
-                projects_dir=str(home / "origin" / "projects"), **overrides)
+    data.update(
+        port=port,
+        memory_dir=str(home / "memory"),
+        backup_dir=str(home / "memory_backup"),
+        quarantine_dir=str(home / "memory_quarantine"),
+        index_dir=str(home / "memory_index"),
+        manifest_dir=str(home / "manifest"),
+        projects_dir=str(home / "origin" / "projects"),
+        **overrides,
+    )
     path = home / "echo.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     return path
@@ -97,9 +104,9 @@ def sse_events(response) -> Iterator[tuple[str, dict]]:
     name = None
     for line in response.iter_lines():
         if line.startswith("event: "):
-            name = line[len("event: "):]
+            name = line[len("event: ") :]
         elif line.startswith("data: "):
-            yield name, json.loads(line[len("data: "):])
+            yield name, json.loads(line[len("data: ") :])
 
 
 def wait_ready(url: str, timeout: float = 180) -> dict:
@@ -126,7 +133,7 @@ def echo(tmp_path_factory) -> Echo:
     shutil.copytree(REPO_ROOT / "manifest", home / "manifest")
     torn = home / "memory" / "day0101" / "old" / "part1.txt"  # as a crash mid-write leaves it
     torn.parent.mkdir(parents=True)
-    torn.write_bytes("나의 말:\n끝까지 쓰인 줄\n".encode("utf-8") + "잘린".encode("utf-8")[:4])
+    torn.write_bytes("나의 말:\n끝까지 쓰인 줄\n".encode() + "잘린".encode()[:4])
     plant_sample_memory(home / "memory")
     port = free_port()
     config = write_config(home, port)
@@ -162,9 +169,16 @@ def instant(echo, tmp_path_factory) -> Echo:
     home = tmp_path_factory.mktemp("instant-home")
     shutil.copytree(REPO_ROOT / "manifest", home / "manifest")
     data = yaml.safe_load((REPO_ROOT / "configs" / "instant.yaml").read_text(encoding="utf-8"))
-    data.update(memory_dir=str(home / "memory"), backup_dir=str(home / "memory_backup"), quarantine_dir=str(home / "memory_quarantine"),
-                index_dir=str(home / "memory_index"), manifest_dir=str(home / "manifest"), projects_dir=str(home / "origin" / "projects"),
-                brain_max_ongoing_requests=8, brain_max_queued_requests=16)
+    data.update(
+        memory_dir=str(home / "memory"),
+        backup_dir=str(home / "memory_backup"),
+        quarantine_dir=str(home / "memory_quarantine"),
+        index_dir=str(home / "memory_index"),
+        manifest_dir=str(home / "manifest"),
+        projects_dir=str(home / "origin" / "projects"),
+        brain_max_ongoing_requests=8,
+        brain_max_queued_requests=16,
+    )
     config = home / "instant.yaml"
     config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     serve.run(build_app({"config": str(config)}), name="instant", route_prefix="/instant")

@@ -36,8 +36,9 @@ def test_a_circuit_replica_killed_mid_generation_degrades_that_reply_and_is_repl
 
     before = health(echo)["circuits"]["creation"]["replica"]
     events = []
-    with httpx.stream("POST", f"{echo.url}/api/ask", json={"prompt": "Tell me a long story about the sea.", "user": "faults", "stream": True},
-                      timeout=180) as response:
+    with httpx.stream(
+        "POST", f"{echo.url}/api/ask", json={"prompt": "Tell me a long story about the sea.", "user": "faults", "stream": True}, timeout=180
+    ) as response:
         for name, data in sse_events(response):
             events.append((name, data))
             if name == "token" and data["circuit"] == "creation" and ("killed", {}) not in events:

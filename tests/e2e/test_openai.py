@@ -23,8 +23,11 @@ def test_the_openai_client_gets_whole_and_streamed_answers_from_echo_and_a_circu
     emotion = client.chat.completions.create(model="echo-emotion", messages=[{"role": "user", "content": "I lost my keys."}], max_tokens=16)
     assert emotion.choices[0].message.content and emotion.usage.completion_tokens <= 16
     for model in ("echo", "echo-emotion"):
-        pieces = [c.choices[0].delta.content or "" for c in client.chat.completions.create(
-            model=model, messages=[{"role": "user", "content": "Tell me about rain."}], stream=True, max_tokens=16) if c.choices]
+        pieces = [
+            c.choices[0].delta.content or ""
+            for c in client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Tell me about rain."}], stream=True, max_tokens=16)
+            if c.choices
+        ]
         assert len([p for p in pieces if p]) > 1 and "".join(pieces).strip()  # token by token, not one block
 
 

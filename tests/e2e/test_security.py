@@ -49,13 +49,16 @@ def test_no_near_miss_of_the_token_runs_a_command_or_reads_the_memory(echo: Echo
     assert not projects.exists()
 
 
-@pytest.mark.parametrize("user, key_of, question, foreign", [
-    ("stranger", "stranger", "내 고양이 이름이 뭐였지?", CAT_FACT[1]),   # keyed, but the cat is the owner's
-    ("minji", "minji", "고양이 입양한 얘기 기억나?", CAT_FACT[1]),
-    ("stranger", "stranger", "서핑 배우는 거 어때?", GUEST_FACT[1]),     # surfing is minji's
-    ("minji", None, "서핑 배우는 곳이 어디였지?", GUEST_FACT[1]),         # claiming minji's name without her key
-    ("minji", "stranger", "서핑 배우는 곳이 어디였지?", GUEST_FACT[1]),   # or with someone else's key
-])
+@pytest.mark.parametrize(
+    "user, key_of, question, foreign",
+    [
+        ("stranger", "stranger", "내 고양이 이름이 뭐였지?", CAT_FACT[1]),  # keyed, but the cat is the owner's
+        ("minji", "minji", "고양이 입양한 얘기 기억나?", CAT_FACT[1]),
+        ("stranger", "stranger", "서핑 배우는 거 어때?", GUEST_FACT[1]),  # surfing is minji's
+        ("minji", None, "서핑 배우는 곳이 어디였지?", GUEST_FACT[1]),  # claiming minji's name without her key
+        ("minji", "stranger", "서핑 배우는 곳이 어디였지?", GUEST_FACT[1]),  # or with someone else's key
+    ],
+)
 def test_a_users_recall_never_brings_another_users_memories(echo: Echo, user, key_of, question, foreign):
     body = echo.ask({"prompt": question, "user": user}, token=user_key(echo.token, key_of) if key_of else None).json()
     assert all(m["user"] == user for m in body["memories"]), body["memories"]

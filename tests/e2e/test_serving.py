@@ -31,7 +31,7 @@ def test_health_shows_every_circuit_ready_without_revealing_the_token(echo):
     repaired = health["memory"]["repaired_at_start"]
     assert len(repaired) == 1 and repaired[0].startswith("day0101/old/part1.txt: a cut-off last line")
     assert (echo.home / "memory" / "day0101" / "old" / "part1.txt").read_text(encoding="utf-8") == "나의 말:\n끝까지 쓰인 줄\n"
-    assert (echo.home / "memory_quarantine" / "day0101" / "old" / "part1.txt").read_bytes() == "잘린".encode("utf-8")[:4] + b"\n"
+    assert (echo.home / "memory_quarantine" / "day0101" / "old" / "part1.txt").read_bytes() == "잘린".encode()[:4] + b"\n"
 
 
 @pytest.mark.parametrize(

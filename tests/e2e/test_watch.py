@@ -86,6 +86,7 @@ def test_the_watchdog_killed_comes_back_and_catches_up(echo):
     ray.kill(watchdog, no_restart=False)
     word = phrase()
     write_part(echo, "day0923/origin/part1.txt", f"나의 말:\n감시자가 없을 때 쓴 대화 {word}\n")  # while it is down
+
     def restarted():
         try:
             return ray.get(watchdog.status.remote(), timeout=10)["state"] == "watching"
@@ -120,15 +121,24 @@ def test_a_broken_manifest_keeps_the_identity_and_says_why_in_health(echo, manif
     health = httpx.get(f"{echo.url}/health", timeout=10).json()
     assert "00_echo.txt is not UTF-8 text" in health["manifest"]["error"]
     assert echo.ask({"prompt": "너는 누구야?"}).json()["reply"].startswith(before)
-    watchdog = wait_for(lambda: (w := httpx.get(f"{echo.url}/health", timeout=10).json()["memory"]["watchdog"])["manifest"]["error"] and w, what="the watchdog's view")
+    watchdog = wait_for(
+        lambda: (w := httpx.get(f"{echo.url}/health", timeout=10).json()["memory"]["watchdog"])["manifest"]["error"] and w, what="the watchdog's view"
+    )
     assert watchdog["events"]["manifest"] >= 1
 
 
 def test_echo_metrics_reach_rays_prometheus_endpoint(echo):
     memory_ready(echo)
     assert echo.ask({"prompt": "hello"}).status_code == 200
-    wanted = ["echo_memory_lines_ingested", "echo_memory_replay_seconds", "echo_memory_parts_skipped", "echo_circuit_latency_seconds",
-              "echo_circuit_tokens_per_second", "echo_requests", "echo_watchdog_events"]
+    wanted = [
+        "echo_memory_lines_ingested",
+        "echo_memory_replay_seconds",
+        "echo_memory_parts_skipped",
+        "echo_circuit_latency_seconds",
+        "echo_circuit_tokens_per_second",
+        "echo_requests",
+        "echo_watchdog_events",
+    ]
 
     def exported():
         text = httpx.get(f"http://127.0.0.1:{echo.metrics_port}/metrics", timeout=10).text
@@ -170,6 +180,7 @@ def test_the_memory_actor_killed_comes_back_and_reconciles(echo):
     ray.kill(actor, no_restart=False)
     word = phrase()
     write_part(echo, "day0924/origin/part1.txt", f"나의 말:\n기억 담당이 없을 때 쓴 대화 {word}\n")
+
     def restarted():
         try:
             return ray.get(actor.status.remote(), timeout=30)["replay"]["state"] == "ready"

@@ -67,8 +67,12 @@ def test_a_korean_message_gets_a_streamed_reply_with_the_circuits_drafts(echo, b
     assert exchange.find_element(By.CSS_SELECTOR, ".you").text == "안녕, 오늘 기분이 어때?"
     seen_partial = wait(browser, lambda: exchange.find_element(By.CSS_SELECTOR, ".reply").text, timeout=120)
     assert seen_partial  # text arrived while the circuits were still answering or just after
-    wait(browser, lambda: all("done" in d.get_attribute("class") or "failed" in d.get_attribute("class")
-                              for d in exchange.find_elements(By.CSS_SELECTOR, "details.circuit")))
+    wait(
+        browser,
+        lambda: all(
+            "done" in d.get_attribute("class") or "failed" in d.get_attribute("class") for d in exchange.find_elements(By.CSS_SELECTOR, "details.circuit")
+        ),
+    )
     wait(browser, lambda: exchange.find_element(By.CSS_SELECTOR, ".status").text == "")
     for summary in exchange.find_elements(By.CSS_SELECTOR, "details.circuit summary"):
         summary.click()  # open the three drafts

@@ -3,9 +3,9 @@
 import pytest
 from fastapi.testclient import TestClient
 
-from echo.http.app import create_api
 from echo.brain.brain import Brain
 from echo.brain.identity import IdentitySource
+from echo.http.app import create_api
 from tests.fakes import FakeCircuit, FakeMemory, make_config
 
 TOKEN = "api-test-token"
@@ -94,8 +94,18 @@ def test_memory_search_and_insights_are_for_the_origin_only(tmp_path):
     (tmp_path / "manifest").mkdir()
     cfg = make_config(tmp_path)
     memory = FakeMemory(
-        memories=[{"path": "day0901/origin/part1.txt", "line_start": 1, "line_end": 2, "day": "day0901", "user": "origin",
-                   "speaker": "user", "text": "모카", "score": 0.5}],
+        memories=[
+            {
+                "path": "day0901/origin/part1.txt",
+                "line_start": 1,
+                "line_end": 2,
+                "day": "day0901",
+                "user": "origin",
+                "speaker": "user",
+                "text": "모카",
+                "score": 0.5,
+            }
+        ],
         insight={"days": 1, "turns": 1},
     )
     brain = Brain(cfg, {n: FakeCircuit(n) for n in ("emotion", "creation", "self")}, memory, IdentitySource(cfg.manifest_dir), TOKEN)
@@ -141,7 +151,36 @@ def test_a_reply_that_cannot_be_saved_still_comes_marked_unsaved(tmp_path):
     (tmp_path / "manifest").mkdir()
     cfg = make_config(tmp_path)
     memory = FakeMemory(error=OSError(28, "No space left on device"))
-    client = TestClient(create_api(lambda: Brain(cfg, {n: FakeCircuit(n) for n in ("emotion", "creation", "self")}, memory,
-                                                 IdentitySource(cfg.manifest_dir), TOKEN)))
+    client = TestClient(
+        create_api(lambda: Brain(cfg, {n: FakeCircuit(n) for n in ("emotion", "creation", "self")}, memory, IdentitySource(cfg.manifest_dir), TOKEN))
+    )
     body = client.post("/api/ask", json={"prompt": "hello"}).json()
     assert body["reply"] and body["saved"] is False and "No space left on device" in body["unsaved_reason"]
+
+
+def test_past_the_ingress_limits_a_request_gets_a_json_503_in_its_routes_shape_and_health_still_answers(tmp_path):
+    import asyncio
+
+    import httpx
+
+    (tmp_path / "manifest").mkdir()
+    cfg = make_config(tmp_path, brain_max_ongoing_requests=1, brain_max_queued_requests=1, retry_after_s=2)
+    circuits = {n: FakeCircuit(n, delay=0.5) for n in ("emotion", "creation", "self")}
+    memory = FakeMemory()
+    app = create_api(lambda: brain, limits=cfg)
+    brain = Brain(cfg, circuits, memory, IdentitySource(cfg.manifest_dir), TOKEN)
+
+    async def burst():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://echo") as client:
+            asks = [client.post("/api/ask", json={"prompt": f"hello {i}"}) for i in range(3)]
+            openai = client.post("/v1/chat/completions", json={"model": "echo", "messages": [{"role": "user", "content": "hi"}]})
+            health = client.get("/health")
+            return await asyncio.gather(*asks, openai, health)
+
+    *asks, openai, health = asyncio.run(burst())
+    assert sorted(r.status_code for r in asks) == [200, 200, 503]  # one at work, one waiting, one turned away
+    busy = next(r for r in asks if r.status_code == 503)
+    assert busy.headers["retry-after"] == "2" and busy.json()["error"]["code"] == "busy"
+    assert openai.status_code == 503 and openai.json()["error"]["type"] == "server_error" and openai.headers["retry-after"] == "2"
+    assert health.status_code == 200  # never held back
+    assert len(memory.saved) == 2  # what was answered was saved; what was turned away was not

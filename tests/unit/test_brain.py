@@ -94,9 +94,7 @@ def test_a_circuit_past_its_timeout_does_not_hold_the_reply(tmp_path, manifest):
     circuits = {n: FakeCircuit(n) for n in ("emotion", "self")}
     circuits["creation"] = FakeCircuit("creation", delay=30)
     brain = make_brain(tmp_path, circuits=circuits)
-    brain.config = brain.config.model_copy(
-        update={"circuits": {n: c.model_copy(update={"timeout_s": 0.2}) for n, c in brain.config.circuits.items()}}
-    )
+    brain.config = brain.config.model_copy(update={"circuits": {n: c.model_copy(update={"timeout_s": 0.2}) for n, c in brain.config.circuits.items()}})
     result = asyncio.run(asyncio.wait_for(brain.ask("hello there"), 5))
     assert result["degraded"] is True
     assert "within 0.2s" in result["failed"]["creation"]
@@ -234,10 +232,26 @@ def test_health_says_when_the_memory_writer_cannot_be_reached(tmp_path, manifest
 
 
 MEMORIES = [
-    {"path": "day0901/origin/part1.txt", "line_start": 1, "line_end": 2, "day": "day0901", "user": "origin",
-     "speaker": "user", "text": "작년 봄에 고양이를 입양했고 이름은 모카야", "score": 0.03},
-    {"path": "day0902/minji/part1.txt", "line_start": 5, "line_end": 6, "day": "day0902", "user": "minji",
-     "speaker": "user", "text": "I am learning to surf in Yangyang", "score": 0.02},
+    {
+        "path": "day0901/origin/part1.txt",
+        "line_start": 1,
+        "line_end": 2,
+        "day": "day0901",
+        "user": "origin",
+        "speaker": "user",
+        "text": "작년 봄에 고양이를 입양했고 이름은 모카야",
+        "score": 0.03,
+    },
+    {
+        "path": "day0902/minji/part1.txt",
+        "line_start": 5,
+        "line_end": 6,
+        "day": "day0902",
+        "user": "minji",
+        "speaker": "user",
+        "text": "I am learning to surf in Yangyang",
+        "score": 0.02,
+    },
 ]
 
 
@@ -258,14 +272,14 @@ def test_the_origins_memories_go_into_every_circuit_prompt_and_come_back_cited(t
 
 def test_a_user_with_their_key_recalls_only_their_own_memories(tmp_path, manifest):
     memory = FakeMemory(memories=MEMORIES)
-    body = ask(make_brain(tmp_path, memory=memory), "what do I do at the beach?", user="minji",
-               authorization=f"Bearer {users.user_key(TOKEN, 'minji')}")
+    body = ask(make_brain(tmp_path, memory=memory), "what do I do at the beach?", user="minji", authorization=f"Bearer {users.user_key(TOKEN, 'minji')}")
     assert memory.searches[0][2] == "minji"
     assert [m["user"] for m in body["memories"]] == ["minji"]
 
 
-@pytest.mark.parametrize("authorization", [None, "Bearer not-a-key", f"Bearer {users.user_key(TOKEN, 'sora')}",
-                                           f"Bearer {users.user_key('another-token', 'minji')}"])
+@pytest.mark.parametrize(
+    "authorization", [None, "Bearer not-a-key", f"Bearer {users.user_key(TOKEN, 'sora')}", f"Bearer {users.user_key('another-token', 'minji')}"]
+)
 def test_a_user_name_without_its_key_recalls_nothing(tmp_path, manifest, authorization):
     memory = FakeMemory(memories=MEMORIES)
     brain = make_brain(tmp_path, memory=memory)

@@ -53,4 +53,3 @@ def test_the_serve_configs_are_what_serve_deploy_accepts():
         assert module == "serve_app" and hasattr(serve_app, attribute)
         # Deployment settings come from the Echo config alone, so the two can never drift.
         assert not app.deployments and app.args == {"config": config_file}
-

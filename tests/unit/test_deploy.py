@@ -120,6 +120,9 @@ def test_the_real_package_unpacks_into_a_tree_the_doctor_accepts(tmp_path):
     assert not any(n.startswith(("echo/tests/", "echo/.git", "echo/bench/")) or "__pycache__" in n or n.endswith(".pyc") for n in names)
     assert "echo/memory/" in names and not any(n.startswith("echo/memory/") and n != "echo/memory/" for n in names)
     assert {"echo/runpod_launcher.sh", "echo/ray_cluster.yaml", "echo/configs/serve_a40.yaml", "echo/pyproject.toml"} <= set(names)
-    assert os.access(tmp_path / "pod" / "echo" / "runpod_launcher.sh", os.X_OK) or zipfile.ZipFile(out).getinfo("echo/runpod_launcher.sh").external_attr >> 16 & 0o111
+    assert (
+        os.access(tmp_path / "pod" / "echo" / "runpod_launcher.sh", os.X_OK)
+        or zipfile.ZipFile(out).getinfo("echo/runpod_launcher.sh").external_attr >> 16 & 0o111
+    )
     findings = diagnose(tmp_path / "pod" / "echo", config_file(tmp_path / "pod"))
     assert [f.what for f in findings if f.level == "error"] == []

@@ -5,8 +5,8 @@ import threading
 import pytest
 
 from echo.config import DEFAULT_CONFIG, load_config
-from echo.llm.models import check_models
 from echo.llm.engine import LlamaEngine
+from echo.llm.models import check_models
 
 
 @pytest.fixture(scope="module")

@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from schemathesis import checks
 
-from echo.http.app import create_api
 from echo.brain.brain import Brain
 from echo.brain.identity import IdentitySource
+from echo.http.app import create_api
 from tests.fakes import FakeCircuit, FakeMemory, make_config
 
 TOKEN = "fuzz-token-0123456789"
@@ -55,8 +55,15 @@ def _cleanup():
 def test_the_schema_documents_every_route_with_echos_error_shape():
     documented = schema.raw_schema
     operations = {(method.upper(), path) for path, item in documented["paths"].items() for method in item}
-    assert operations == {("GET", "/"), ("GET", "/health"), ("GET", "/api/memory/search"), ("GET", "/api/insights"),
-                          ("POST", "/api/ask"), ("GET", "/v1/models"), ("POST", "/v1/chat/completions")}
+    assert operations == {
+        ("GET", "/"),
+        ("GET", "/health"),
+        ("GET", "/api/memory/search"),
+        ("GET", "/api/insights"),
+        ("POST", "/api/ask"),
+        ("GET", "/v1/models"),
+        ("POST", "/v1/chat/completions"),
+    }
     for path, item in documented["paths"].items():
         for operation in item.values():
             assert operation["responses"]["4XX"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}

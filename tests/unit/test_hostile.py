@@ -20,23 +20,22 @@ from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from echo.http.app import create_api
-from echo.brain.users import is_origin, origin_token, token_problem
 from echo.brain.brain import Brain
-from echo.config import ProjectLimits
 from echo.brain.identity import IdentitySource
+from echo.brain.projects import ProjectError, ProjectFile, ProjectSpec, parse_project, write_project
+from echo.brain.users import is_origin, origin_token, token_problem
+from echo.config import ProjectLimits
+from echo.http.app import create_api
+from echo.memory.parsing import CONTROL_CHARS, parse_part
+from echo.memory.replay import replay
 from echo.memory.store import exchange_lines, scan_parts
 from echo.ops.package import PackageError, build_package
-from echo.memory.parsing import CONTROL_CHARS, parse_part
-from echo.brain.projects import ProjectError, ProjectFile, ProjectSpec, parse_project, write_project
-from echo.memory.replay import replay
 from tests.fakes import FakeCircuit, FakeMemory, make_config
 from tests.unit.test_replay import write
 
 TOKEN = "hostile-Token-0123456789abcdef"
 PROJECT = json.dumps({"name": "Site", "description": "A site.", "files": [{"path": "index.html", "content": "<p>hi</p>"}]})
-MEMORY = {"path": "day0901/minji/part1.txt", "line_start": 1, "line_end": 2, "day": "day0901", "user": "minji",
-          "speaker": "user", "text": "모카", "score": 0.5}
+MEMORY = {"path": "day0901/minji/part1.txt", "line_start": 1, "line_end": 2, "day": "day0901", "user": "minji", "speaker": "user", "text": "모카", "score": 0.5}
 
 
 @pytest.fixture
@@ -89,10 +88,22 @@ def test_hostile_bodies_to_ask_get_a_clear_4xx_and_nothing_saved(echo, body):
 
 
 WRONG_ASKS = [
-    {"prompt": ""}, {"prompt": " \n\t"}, {"prompt": None}, {"prompt": 5}, {"prompt": True}, {"prompt": {"text": "hi"}},
-    {"prompt": ["hi"]}, {"prompt": "hi", "stream": "yes"}, {"prompt": "hi", "user": ""}, {"prompt": "hi", "user": "a/b"},
-    {"prompt": "hi", "user": "../../etc"}, {"prompt": "hi", "user": "x" * 65}, {"prompt": "hi", "user": "con\x00"},
-    {"prompt": "hi", "user": ["guest"]}, {"prompt": "hi", "extra": 1}, {"prompt": "x" * 1001},
+    {"prompt": ""},
+    {"prompt": " \n\t"},
+    {"prompt": None},
+    {"prompt": 5},
+    {"prompt": True},
+    {"prompt": {"text": "hi"}},
+    {"prompt": ["hi"]},
+    {"prompt": "hi", "stream": "yes"},
+    {"prompt": "hi", "user": ""},
+    {"prompt": "hi", "user": "a/b"},
+    {"prompt": "hi", "user": "../../etc"},
+    {"prompt": "hi", "user": "x" * 65},
+    {"prompt": "hi", "user": "con\x00"},
+    {"prompt": "hi", "user": ["guest"]},
+    {"prompt": "hi", "extra": 1},
+    {"prompt": "x" * 1001},
 ]
 
 
@@ -262,8 +273,9 @@ def test_an_unreadable_user_folder_costs_only_that_folder(hostile_memory, monkey
 
 
 def test_repair_and_restore_list_no_part_outside_memory(hostile_memory):
-    assert not any(Path(p.path).parts[:2] in (("day0901", "minji"), ("day0902", "minji")) or p.path == "day0901/origin/part6.txt"
-                   for p in scan_parts(hostile_memory)[0])
+    assert not any(
+        Path(p.path).parts[:2] in (("day0901", "minji"), ("day0902", "minji")) or p.path == "day0901/origin/part6.txt" for p in scan_parts(hostile_memory)[0]
+    )
 
 
 # -- project files ---------------------------------------------------------------------
@@ -386,8 +398,15 @@ def test_any_project_name_becomes_one_safe_folder_inside_projects(tmp_path, name
 
 
 def test_parse_project_refuses_hostile_json_clearly():
-    for text in ("[" * 100_000, '"just text"', "null", '{"name": "x", "files": "a.txt"}', '{"name": 5, "files": []}',
-                 '{"name": "x", "files": [{"path": "a", "content": 5}]}', "\x00"):
+    for text in (
+        "[" * 100_000,
+        '"just text"',
+        "null",
+        '{"name": "x", "files": "a.txt"}',
+        '{"name": 5, "files": []}',
+        '{"name": "x", "files": [{"path": "a", "content": 5}]}',
+        "\x00",
+    ):
         with pytest.raises(ProjectError):
             parse_project(text)
 
@@ -402,10 +421,27 @@ LOOKALIKES = [
     "\ufeff" + TOKEN,
 ]
 WRONG_HEADERS = [
-    "", " ", "Bearer", "Bearer ", TOKEN, f"Bearer {TOKEN[:-1]}", f"Bearer {TOKEN[:-1]}X", f"Bearer {TOKEN}x",
-    f"Bearer {TOKEN[:8]}", f"Bearer  {TOKEN}", f"Bearer {TOKEN} ", f" Bearer {TOKEN}", f"Bearer\t{TOKEN}",
-    f"Basic {TOKEN}", f"Token {TOKEN}", f"Bearer: {TOKEN}", f"Bearer {TOKEN.lower()}", f"Bearer {TOKEN},Bearer {TOKEN}",
-    f"Bearer {TOKEN}\x00", f"Bearer x{TOKEN}", *(f"Bearer {t}" for t in LOOKALIKES),
+    "",
+    " ",
+    "Bearer",
+    "Bearer ",
+    TOKEN,
+    f"Bearer {TOKEN[:-1]}",
+    f"Bearer {TOKEN[:-1]}X",
+    f"Bearer {TOKEN}x",
+    f"Bearer {TOKEN[:8]}",
+    f"Bearer  {TOKEN}",
+    f"Bearer {TOKEN} ",
+    f" Bearer {TOKEN}",
+    f"Bearer\t{TOKEN}",
+    f"Basic {TOKEN}",
+    f"Token {TOKEN}",
+    f"Bearer: {TOKEN}",
+    f"Bearer {TOKEN.lower()}",
+    f"Bearer {TOKEN},Bearer {TOKEN}",
+    f"Bearer {TOKEN}\x00",
+    f"Bearer x{TOKEN}",
+    *(f"Bearer {t}" for t in LOOKALIKES),
 ]
 
 
@@ -490,6 +526,7 @@ def test_a_token_http_cannot_carry_is_named_by_doctor():
 
 
 # -- the package ---------------------------------------------------------------------------
+
 
 def test_the_package_never_carries_the_token(tmp_path, monkeypatch):
     monkeypatch.setenv("ECHO_ORIGIN_TOKEN", TOKEN)

@@ -2,11 +2,13 @@
 
 import pytest
 
-from echo.brain.users import is_origin
 from echo.brain.intent import classify
+from echo.brain.users import is_origin
 
 
-@pytest.mark.parametrize("prompt", ["너는 누구야?", "너 누구야", "넌 누구니", "Who are you?", "what are you", "너의 자아에 대해 말해줘", "tell me about yourself"])
+@pytest.mark.parametrize(
+    "prompt", ["너는 누구야?", "너 누구야", "넌 누구니", "Who are you?", "what are you", "너의 자아에 대해 말해줘", "tell me about yourself"]
+)
 def test_identity_questions(prompt):
     assert classify(prompt) == "identity"
 

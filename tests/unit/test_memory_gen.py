@@ -61,8 +61,7 @@ def test_part_sizes(memory):
     root, summary, parts = memory
     total = 0
     for folder in {rel.rsplit("/", 1)[0] for rel in parts}:
-        sizes = [len(_lines((root / folder / f"part{n}.txt").read_text(encoding="utf-8")))
-                 for n in range(1, len(list((root / folder).iterdir())) + 1)]
+        sizes = [len(_lines((root / folder / f"part{n}.txt").read_text(encoding="utf-8"))) for n in range(1, len(list((root / folder).iterdir())) + 1)]
         assert all(size == LPP for size in sizes[:-1]) and 1 <= sizes[-1] <= LPP
         total += sum(sizes)
     assert total == summary["lines"]
@@ -82,8 +81,7 @@ def test_chat_log_features(memory):
     for marker in ("나의 말:", "ChatGPT의 말:", "에코의 말:"):
         assert marker in lines, f"{marker} alone on a line"
         assert any(line.startswith(marker + " ") for line in lines), f"{marker} followed by text"
-    labels = [part[i - 1] for part in map(_lines, parts.values())
-              for i in range(1, len(part) - 1) if part[i] == "복사" and part[i + 1] == "편집"]
+    labels = [part[i - 1] for part in map(_lines, parts.values()) for i in range(1, len(part) - 1) if part[i] == "복사" and part[i + 1] == "편집"]
     assert labels and all(re.fullmatch(r"[a-z]+", label) for label in labels), "label, 복사, 편집 before code"
     assert "메모리 업데이트됨" in lines
     assert any(not any(line.startswith(m) for line in text.split("\n")[:1] for m in MARKERS) for text in parts.values())
@@ -135,4 +133,4 @@ def test_devset(devset):
 
 
 def test_devset_file_is_where_the_loader_looks():
-    assert DEVSET_PATH == Path(__file__).resolve().parents[2] / "bench" / "devset.jsonl"
+    assert Path(__file__).resolve().parents[2] / "bench" / "devset.jsonl" == DEVSET_PATH

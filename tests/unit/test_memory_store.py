@@ -104,8 +104,8 @@ def test_a_cut_off_line_of_text_is_ended_and_kept(tmp_path):
 def test_a_line_cut_inside_a_character_is_quarantined_not_dropped(tmp_path):
     part = tmp_path / "memory" / "day1124" / "u" / "part1.txt"
     part.parent.mkdir(parents=True)
-    torn = "가나".encode("utf-8")[:4]  # the write stopped inside "나"
-    part.write_bytes("나의 말:\n온전한 줄\n".encode("utf-8") + torn)
+    torn = "가나".encode()[:4]  # the write stopped inside "나"
+    part.write_bytes("나의 말:\n온전한 줄\n".encode() + torn)
     reports = repair_torn_parts(tmp_path / "memory", tmp_path / "quarantine")
     assert part.read_text(encoding="utf-8") == "나의 말:\n온전한 줄\n"
     assert (tmp_path / "quarantine" / "day1124" / "u" / "part1.txt").read_bytes() == torn + b"\n"

@@ -7,10 +7,10 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from echo.http.app import create_api
 from echo.brain.brain import Brain
 from echo.brain.identity import IdentitySource
 from echo.brain.merge import ConcatStream
+from echo.http.app import create_api
 from tests.fakes import FakeCircuit, FakeMemory, make_config
 
 TOKEN = "openai-test-token"
@@ -26,8 +26,20 @@ def setup(tmp_path):
         "creation": FakeCircuit("creation", "Here is a plan", delay=0.01),
         "self": FakeCircuit("self", "I am here", delay=0.04),
     }
-    memory = FakeMemory(memories=[{"path": "day0901/origin/part1.txt", "line_start": 1, "line_end": 2, "day": "day0901",
-                                   "user": "origin", "speaker": "user", "text": "모카는 고양이", "score": 0.1}])
+    memory = FakeMemory(
+        memories=[
+            {
+                "path": "day0901/origin/part1.txt",
+                "line_start": 1,
+                "line_end": 2,
+                "day": "day0901",
+                "user": "origin",
+                "speaker": "user",
+                "text": "모카는 고양이",
+                "score": 0.1,
+            }
+        ]
+    )
     brain = Brain(cfg, circuits, memory, IdentitySource(cfg.manifest_dir), TOKEN)
     return TestClient(create_api(lambda: brain)), memory
 
@@ -90,7 +102,7 @@ def test_streamed_completions_end_with_done_and_carry_usage(setup):
     client, _ = setup
     for model, text in (("echo", "I am here\n\nI feel you\n\nHere is a plan"), ("echo-self", "I am here")):
         response = client.post("/v1/chat/completions", json={"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": True})
-        lines = [line[len("data: "):] for line in response.text.split("\n\n") if line.startswith("data: ")]
+        lines = [line[len("data: ") :] for line in response.text.split("\n\n") if line.startswith("data: ")]
         assert lines[-1] == "[DONE]"
         chunks = [json.loads(line) for line in lines[:-1]]
         assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == text

@@ -2,8 +2,8 @@
 
 import unicodedata
 
-from echo.memory.store import exchange_lines, part_number
 from echo.memory.parsing import CARRIED, Turn, clean_line, parse_part
+from echo.memory.store import exchange_lines, part_number
 
 PART = """이전 파트에서 이어지는 말
 나의 말:

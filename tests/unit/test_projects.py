@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from echo.config import ProjectLimits
 from echo.brain.projects import ProjectError, ProjectFile, ProjectSpec, parse_project, slugify, tree_listing, write_project
+from echo.config import ProjectLimits
 
 LIMITS = ProjectLimits(max_files=4, max_bytes=1000, max_file_bytes=600)
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from echo.memory.dense import E5Embedder, VectorStore
-from echo.memory.search import Memory, MemorySearch, estimate_tokens, memory_block, within_budget
 from echo.memory.replay import replay
+from echo.memory.search import Memory, MemorySearch, estimate_tokens, memory_block, within_budget
 from tests.unit.test_replay import CAT, TRIP, write
 
 
