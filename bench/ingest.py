@@ -26,7 +26,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.memory import percentile, tree_rss  # noqa: E402
+from bench.common import percentile  # noqa: E402
+from bench.memory import tree_rss  # noqa: E402
 from bench.memory_gen import generate_memory  # noqa: E402
 
 
@@ -101,7 +102,7 @@ def main() -> int:
         poller.join(timeout=120)
         values = sorted(lags.values())
         print(
-            f"ingestion_lag: p50 {statistics.median(values):.2f} s, p95 {percentile(values, 0.95):.2f} s, max {values[-1]:.2f} s "
+            f"ingestion_lag: p50 {statistics.median(values):.2f} s, p95 {percentile(values, 95):.2f} s, max {values[-1]:.2f} s "
             f"for {len(values)}/{args.new} new parts written {args.rate:g} a second (target: searchable within 2 s)",
             flush=True,
         )

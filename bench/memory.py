@@ -32,6 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.common import percentile  # noqa: E402
 from bench.memory_gen import generate_memory, load_devset  # noqa: E402
 from echo.memory.parsing import parse_part  # noqa: E402
 from echo.memory.store import scan_parts  # noqa: E402
@@ -125,11 +126,6 @@ def replay_in_fresh_process(memory: Path, index: Path) -> dict:
     return events
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
 def search_speed(index: Path, queries: list[str]) -> tuple[float, float]:
     from echo.memory.search import MemorySearch
 
@@ -141,7 +137,7 @@ def search_speed(index: Path, queries: list[str]) -> tuple[float, float]:
         started = time.perf_counter()
         search.search(q, 10, mode="lexical")
         times.append((time.perf_counter() - started) * 1000)
-    return percentile(times, 0.5), percentile(times, 0.95)
+    return percentile(times, 50), percentile(times, 95)
 
 
 def recall_at_10(work: Path, devset: list[dict], parts: int, threads: int) -> tuple[dict, float]:

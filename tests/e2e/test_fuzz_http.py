@@ -6,7 +6,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from tests.e2e.conftest import Echo
+from tests.e2e.harness import Echo
 
 pytestmark = pytest.mark.e2e
 

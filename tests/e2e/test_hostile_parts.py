@@ -8,8 +8,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.e2e.conftest import Echo, wait_for
-from tests.e2e.test_memory import owner, search
+from tests.e2e.harness import Echo, owner, search, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -9,27 +9,7 @@ import httpx
 import pytest
 
 from echo.brain.users import user_key
-from tests.e2e.conftest import BAD_PART, CAT_FACT, GUEST_FACT, SISTER_FACT, Echo
-
-
-def owner(echo: Echo) -> dict:
-    return {"Authorization": f"Bearer {echo.token}"}
-
-
-def memory_ready(echo: Echo, embedded: bool = False, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        memory = httpx.get(f"{echo.url}/health", timeout=10).json()["memory"]
-        if memory["replay"]["state"] == "ready" and (not embedded or memory["embedding"]["state"] == "ready"):
-            return memory
-        time.sleep(0.5)
-    raise TimeoutError(f"memory not ready within {timeout}s: {memory}")
-
-
-def search(echo: Echo, q: str, **params) -> list[dict]:
-    response = httpx.get(f"{echo.url}/api/memory/search", params={"q": q, **params}, headers=owner(echo), timeout=30)
-    assert response.status_code == 200, response.text
-    return response.json()["results"]
+from tests.e2e.harness import BAD_PART, CAT_FACT, GUEST_FACT, SISTER_FACT, memory_ready, owner, search
 
 
 def cites(results: list[dict], fact: tuple[str, str]) -> bool:

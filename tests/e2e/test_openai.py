@@ -8,7 +8,7 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.conftest import sse_events
+from tests.e2e.harness import sse_events
 
 
 @pytest.fixture

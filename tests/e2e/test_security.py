@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from echo.brain.users import user_key
-from tests.e2e.conftest import CAT_FACT, GUEST_FACT, Echo
+from tests.e2e.harness import CAT_FACT, GUEST_FACT, Echo
 
 pytestmark = pytest.mark.e2e
 

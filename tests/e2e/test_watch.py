@@ -8,9 +8,8 @@ import uuid
 import httpx
 import pytest
 
-from tests.e2e import conftest
-from tests.e2e.conftest import Echo
-from tests.e2e.test_memory import memory_ready, owner, search
+from tests.e2e import harness
+from tests.e2e.harness import Echo, memory_ready, owner, search
 
 # The bench measures the 2 s target (bench/ingest.py); a test on a shared machine only
 # asks that a change arrives, with room for a slow moment.
@@ -18,7 +17,7 @@ ARRIVES_WITHIN_S = 15
 
 
 def wait_for(check, timeout: float = ARRIVES_WITHIN_S, what: str = "the change"):
-    return conftest.wait_for(check, timeout, what)
+    return harness.wait_for(check, timeout, what)
 
 
 def write_part(echo: Echo, relative: str, text: str) -> None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import socket
 import zipfile
 
 import yaml
 from click.testing import CliRunner
 
+from bench.common import free_port
 from echo.config import DEFAULT_CONFIG, REPO_ROOT
 from echo.ops.doctor import diagnose
 from echo.ops.package import build_package, package_files
@@ -21,12 +21,6 @@ def config_file(tmp_path, **overrides) -> str:
     path = tmp_path / "echo.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     return str(path)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def levels(findings) -> dict[str, list[str]]:

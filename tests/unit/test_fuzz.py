@@ -18,10 +18,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from schemathesis import checks
 
-from echo.brain.brain import Brain
-from echo.brain.identity import IdentitySource
 from echo.http.app import create_api
-from tests.fakes import FakeCircuit, FakeMemory, make_config
+from tests.fakes import FakeCircuit, FakeMemory, make_brain
 
 TOKEN = "fuzz-token-0123456789"
 # The creation circuit answers with a valid project, so a fuzzed "make me ..." from the owner is
@@ -31,12 +29,8 @@ AUTH = {"owner": f"Bearer {TOKEN}", "wrong": f"Bearer {TOKEN[:-1]}X", "none": No
 
 
 def build_app(tmp: Path):
-    (tmp / "manifest").mkdir()
-    (tmp / "manifest" / "echo.txt").write_text("I am Echo.", encoding="utf-8")
-    cfg = make_config(tmp, max_prompt_chars=2000)
     circuits = {n: FakeCircuit(n) for n in ("emotion", "self")} | {"creation": FakeCircuit("creation", text=PROJECT)}
-    memory = FakeMemory(insight={"days": 0, "turns": 0})
-    brain = Brain(cfg, circuits, memory, IdentitySource(cfg.manifest_dir), TOKEN)
+    brain = make_brain(tmp, token=TOKEN, circuits=circuits, memory=FakeMemory(insight={"days": 0, "turns": 0}), max_prompt_chars=2000)
     return create_api(lambda: brain)
 
 

@@ -16,22 +16,18 @@ from pathlib import Path
 import httpx
 import pyarrow.parquet as pq
 import pytest
-from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from echo.brain.brain import Brain
-from echo.brain.identity import IdentitySource
 from echo.brain.projects import ProjectError, ProjectFile, ProjectSpec, parse_project, write_project
 from echo.brain.users import is_origin, origin_token, token_problem
 from echo.config import ProjectLimits
-from echo.http.app import create_api
 from echo.memory.parsing import CONTROL_CHARS, parse_part
 from echo.memory.replay import replay
 from echo.memory.store import exchange_lines, scan_parts
 from echo.ops.package import PackageError, build_package
-from tests.fakes import FakeCircuit, FakeMemory, make_config
-from tests.unit.test_replay import write
+from tests.fakes import FakeCircuit, FakeMemory
+from tests.samples import write
 
 TOKEN = "hostile-Token-0123456789abcdef"
 PROJECT = json.dumps({"name": "Site", "description": "A site.", "files": [{"path": "index.html", "content": "<p>hi</p>"}]})
@@ -39,15 +35,11 @@ MEMORY = {"path": "day0901/minji/part1.txt", "line_start": 1, "line_end": 2, "da
 
 
 @pytest.fixture
-def echo(tmp_path):
+def echo(make_client):
     """(client, memory): the API over a Brain with fakes; the creation circuit answers with a project."""
-    (tmp_path / "manifest").mkdir()
-    (tmp_path / "manifest" / "echo.txt").write_text("I am Echo.", encoding="utf-8")
-    cfg = make_config(tmp_path, max_prompt_chars=1000)
     circuits = {n: FakeCircuit(n) for n in ("emotion", "self")} | {"creation": FakeCircuit("creation", text=PROJECT)}
     memory = FakeMemory(memories=[MEMORY], insight={"days": 1, "turns": 1})
-    brain = Brain(cfg, circuits, memory, IdentitySource(cfg.manifest_dir), TOKEN)
-    return TestClient(create_api(lambda: brain), raise_server_exceptions=False), memory
+    return make_client(token=TOKEN, circuits=circuits, memory=memory, max_prompt_chars=1000, raise_server_exceptions=False)
 
 
 def chat_body(content, model="echo", **extra) -> bytes:

@@ -1,13 +1,11 @@
 """Saving exchanges: the owner's format, 395-line parts, never splitting an exchange."""
 
 import unicodedata
-from datetime import datetime, timezone
 
 import pytest
 
 from echo.memory.store import append_exchange, day_folder, exchange_lines, repair_torn_parts, restore, scan_parts
-
-NOW = datetime(2026, 11, 24, 20, 0, tzinfo=timezone.utc)  # 05:00 on Nov 25 in Seoul
+from tests.samples import NOW
 
 
 def test_day_folder_follows_the_configured_time_zone():

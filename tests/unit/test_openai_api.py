@@ -5,22 +5,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from fastapi.testclient import TestClient
 
-from echo.brain.brain import Brain
-from echo.brain.identity import IdentitySource
 from echo.brain.merge import ConcatStream
-from echo.http.app import create_api
-from tests.fakes import FakeCircuit, FakeMemory, make_config
+from tests.fakes import CIRCUITS, FakeCircuit, FakeMemory
 
 TOKEN = "openai-test-token"
 
 
 @pytest.fixture
-def setup(tmp_path):
-    (tmp_path / "manifest").mkdir()
-    (tmp_path / "manifest" / "echo.txt").write_text("I am Echo.", encoding="utf-8")
-    cfg = make_config(tmp_path)
+def setup(make_client):
     circuits = {
         "emotion": FakeCircuit("emotion", "I feel you", delay=0.02),
         "creation": FakeCircuit("creation", "Here is a plan", delay=0.01),
@@ -40,8 +33,7 @@ def setup(tmp_path):
             }
         ]
     )
-    brain = Brain(cfg, circuits, memory, IdentitySource(cfg.manifest_dir), TOKEN)
-    return TestClient(create_api(lambda: brain)), memory
+    return make_client(token=TOKEN, circuits=circuits, memory=memory)
 
 
 def sse(text: str) -> list[dict]:
@@ -66,13 +58,11 @@ def test_a_streamed_ask_shows_each_circuit_its_tokens_and_the_reply(setup):
     assert memory.saved == [("origin", "hello", done["reply"])]
 
 
-def test_a_streamed_ask_with_bad_input_is_a_plain_error_and_all_failing_is_an_error_event(setup, tmp_path):
+def test_a_streamed_ask_with_bad_input_is_a_plain_error_and_all_failing_is_an_error_event(setup, make_client):
     client, _ = setup
     assert client.post("/api/ask", json={"prompt": " ", "stream": True}).json()["error"]["code"] == "empty_prompt"
-    cfg = make_config(tmp_path)
-    broken = {n: FakeCircuit(n, error=RuntimeError("model gone")) for n in ("emotion", "creation", "self")}
-    brain = Brain(cfg, broken, FakeMemory(), IdentitySource(cfg.manifest_dir), TOKEN)
-    events = sse(TestClient(create_api(lambda: brain)).post("/api/ask", json={"prompt": "hi", "stream": True}).text)
+    broken, _ = make_client(token=TOKEN, circuits={n: FakeCircuit(n, error=RuntimeError("model gone")) for n in CIRCUITS})
+    events = sse(broken.post("/api/ask", json={"prompt": "hi", "stream": True}).text)
     assert [e["event"] for e in events if e["event"] == "circuit_failed"] == ["circuit_failed"] * 3
     assert events[-1]["event"] == "error" and events[-1]["error"]["code"] == "all_circuits_failed"
 

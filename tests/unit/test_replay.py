@@ -13,17 +13,7 @@ import pytest
 from echo.memory.lexical import LexicalIndex, hangul_terms
 from echo.memory.replay import replay, text_hash
 from echo.memory.store import scan_parts
-
-CAT = "나의 말:\n작년 봄에 보호소에서 고양이를 입양했는데 이름을 모카라고 지었어\nChatGPT의 말:\n모카라니 귀여운 이름이에요! 행복해 보여요.\n"
-TRIP = "나의 말: I flew to Lisbon in May and the pastel de nata was amazing\nChatGPT의 말:\nThat sounds wonderful.\n"
-CODE = "ChatGPT의 말:\n예시 코드예요:\npython\n복사\n편집\nprint('안녕')\n메모리 업데이트됨\n"
-
-
-def write(root: Path, relative: str, text: str | bytes) -> Path:
-    path = root / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
-    return path
+from tests.samples import CAT, CODE, TRIP, write
 
 
 @pytest.fixture
