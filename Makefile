@@ -2,7 +2,7 @@
 VENV ?= .venv
 STAMP := $(VENV)/.echo-installed
 
-.PHONY: install serve test bench bench-memory bench-ingest bench-load
+.PHONY: install serve test lint docs bench bench-memory bench-ingest bench-load
 install: $(STAMP)
 
 $(STAMP): pyproject.toml scripts/setup.sh
@@ -12,11 +12,19 @@ $(STAMP): pyproject.toml scripts/setup.sh
 serve: $(STAMP)  ## start Echo (configs/default.yaml, or CONFIG=configs/a40.yaml)
 	$(VENV)/bin/echo-server serve $(if $(CONFIG),--config $(CONFIG))
 
-test: $(STAMP)  ## the whole suite: unit tests, then end-to-end with Ray, SmolLM2 and a headless Chromium
+test: lint  ## the whole suite: the layers and the linter, unit tests, then end-to-end with Ray, SmolLM2 and a headless Chromium
 	bash scripts/browser.sh
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
-bench: $(STAMP)  ## print the serving figures (README "Benchmarks")
+lint: $(STAMP)  ## import contracts (pyproject.toml) and ruff: a broken layer fails the build
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+docs: $(STAMP)  ## regenerate docs/configuration.md from the config models
+	$(VENV)/bin/python -m echo.ops.config_docs
+
+bench: $(STAMP)  ## print the serving figures (bench/README.md)
 	$(VENV)/bin/python bench/serving.py
 
 bench-memory: $(STAMP)  ## print the memory figures: replay of 300k lines, search, recall@10

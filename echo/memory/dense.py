@@ -20,9 +20,9 @@ import numpy as np
 
 EMBEDDED_E5 = "embedded:e5-small"
 PASSAGE_CHARS = 600  # a turn's start says what it is about; e5 cost grows faster than the length
-# A question is embedded while its asker waits: e5 takes about 0.2 s for 200 Korean characters
-# and 10 s for 8,000 on one core, so a long prompt is cut to its start (what it is about) and
-# its end (what is asked). Lexical search still reads all of it.
+# A question is embedded while its asker waits, and e5's time grows faster than the text: a
+# long prompt is cut to its start (what it is about) and its end (what is asked), so that it
+# cannot hold recall for seconds. Lexical search still reads all of it.
 QUERY_CHARS = 240
 
 

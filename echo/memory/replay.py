@@ -1,7 +1,7 @@
 """Replay: the owner's memory/ folder taken in as a turns table, a search index and insight.json.
 
 Plain functions, so the same code runs inline (tests, a handful of changed parts) and in the
-Ray Data pipeline (pipelines/replay.py), which only spreads read_part over the cluster.
+Ray Data pipeline (pipelines/ray_data_replay.py), which only spreads read_part over the cluster.
 Replay reads memory/ and writes only under the index folder:
 
     parts.parquet   the state: every part's size, mtime, sha1, lines, error, words, feelings

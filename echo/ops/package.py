@@ -31,6 +31,7 @@ INCLUDED = (
     "pyproject.toml",
     "Makefile",
     "README.md",
+    "docs",
     "ray_cluster.yaml",
     "runpod_launcher.sh",
 )

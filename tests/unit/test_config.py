@@ -139,3 +139,10 @@ def test_the_index_follows_the_memory_unless_it_is_set(tmp_path):
     assert make_config(tmp_path).index_dir == (tmp_path / "memory_index").resolve()
     assert make_config(tmp_path, memory_dir=str(tmp_path / "talks")).index_dir == (tmp_path / "talks_index").resolve()
     assert make_config(tmp_path, index_dir=str(tmp_path / "idx")).index_dir == (tmp_path / "idx").resolve()
+
+
+def test_every_setting_is_described_and_the_reference_page_is_current():
+    from echo.ops.config_docs import REFERENCE, reference, undescribed
+
+    assert undescribed() == []
+    assert REFERENCE.read_text(encoding="utf-8") == reference(), "docs/configuration.md is stale: run `make docs`"
