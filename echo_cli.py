@@ -59,7 +59,8 @@ def serve_command(config_file: str | None, host: str | None, port: int | None, a
             app = build_from_config(config)
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from None
-        serve.start(http_options={"host": config.host, "port": config.port})
+        # HTTP comes in at the head only (on a cluster, workers hold circuits, not clients).
+        serve.start(proxy_location="HeadOnly", http_options={"host": config.host, "port": config.port})
         serve.run(app, name="echo", route_prefix="/")
         shown = "127.0.0.1" if config.host in ("0.0.0.0", "::") else config.host
         url = f"http://{shown}:{config.port}"
@@ -83,13 +84,19 @@ def serve_command(config_file: str | None, host: str | None, port: int | None, a
 @click.option("--url", default="http://127.0.0.1:8000", show_default=True, envvar="ECHO_URL", help="Where Echo listens.")
 @click.option("--user", help="Whose conversation this is (default: origin with the token, else guest).")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole answer as JSON at the end instead of streaming text.")
-def ask_command(prompt: str, url: str, user: str | None, as_json: bool) -> None:
-    """Ask a running Echo; the reply streams to the terminal. The owner's token comes from
-    $ECHO_ORIGIN_TOKEN, a user's key (see user-key) from $ECHO_USER_KEY, never from the
-    command line."""
-    from echo.brain.merge import ConcatStream
+@click.option("--conversation", help="Go on with this conversation (an answer's `conversation`; default: the last one asked from here).")
+@click.option("--new", "new", is_flag=True, help="Start a new conversation.")
+def ask_command(prompt: str, url: str, user: str | None, as_json: bool, conversation: str | None, new: bool) -> None:
+    """Ask a running Echo; the reply streams to the terminal. Asks from here go on with the
+    last conversation (kept in ~/.cache/echo/conversation) until --new. The owner's token
+    comes from $ECHO_ORIGIN_TOKEN, a user's key (see user-key) from $ECHO_USER_KEY, never
+    from the command line."""
+    from echo.ops.terminal import StreamError, render, sse_events
 
-    payload = {"prompt": prompt, "stream": True, **({"user": user} if user else {})}
+    state = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "echo" / "conversation"
+    if not new and not conversation and state.is_file():
+        conversation = state.read_text(encoding="utf-8").strip() or None
+    payload = {"prompt": prompt, "stream": True, **({"user": user} if user else {}), **({"conversation": conversation} if conversation and not new else {})}
     headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
     if secret := os.environ.get("ECHO_USER_KEY", "").strip() or origin_token():
         headers["Authorization"] = f"Bearer {secret}"
@@ -104,43 +111,29 @@ def ask_command(prompt: str, url: str, user: str | None, as_json: bool) -> None:
         raise click.ClickException(message) from None
     except OSError as exc:
         raise click.ClickException(f"cannot reach Echo at {url} ({getattr(exc, 'reason', exc)}): start it with `make serve`, or pass --url") from None
-    order, name, printed, live = None, None, False, False
     with response:
-        for raw in response:
-            line = raw.decode("utf-8").rstrip("\n")
-            if line.startswith("event: "):
-                name = line[len("event: ") :]
-                continue
-            if not line.startswith("data: "):
-                continue
-            event = json.loads(line[len("data: ") :])
-            if name == "error":
-                raise click.ClickException(event["error"]["message"])
-            if as_json:
-                if name == "done":
-                    click.echo(json.dumps(event, ensure_ascii=False, indent=1))
-                continue
-            piece = ""
-            if name == "start":
-                live = event.get("merge") == "concat"  # a synthesized reply is not the drafts: it comes whole
-                order = ConcatStream(event["order"])
-            elif not live and name in ("token", "circuit_done", "circuit_failed"):
-                continue
-            elif name == "token":
-                piece = order.token(event["circuit"], event["text"])
-            elif name in ("circuit_done", "circuit_failed"):
-                piece = order.finish(event["circuit"], name == "circuit_done")
-            elif name == "done":
-                if not printed:
-                    click.echo(event["reply"], nl=False)
-                click.echo()
-                for memory in event.get("memories") or []:
-                    click.echo(f"  remembered: {memory['day']} {memory['path']}:{memory['line_start']}-{memory['line_end']}", err=True)
-                if event.get("failed"):
-                    click.echo(f"  degraded: {', '.join(event['failed'])} failed", err=True)
-            if piece:
-                click.echo(piece, nl=False)
-                printed = True
+        events = _remembering(sse_events(response), state)
+        try:
+            for text, to_stderr in render(events, as_json):
+                click.echo(text, nl=False, err=to_stderr)
+        except StreamError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+def _remembering(events, state: Path):
+    """The events, keeping the conversation they belong to for the next ask."""
+    for name, event in events:
+        if name in ("start", "done"):
+            _remember_conversation(state, event["conversation"])
+        yield name, event
+
+
+def _remember_conversation(state: Path, conversation: str) -> None:
+    try:
+        state.parent.mkdir(parents=True, exist_ok=True)
+        state.write_text(conversation, encoding="utf-8")
+    except OSError as exc:  # the answer still comes; only the next ask starts anew
+        click.echo(f"  (conversation not kept in {state}: {exc.strerror})", err=True)
 
 
 @main.command("restore")
@@ -199,7 +192,9 @@ def _embed_all(config, index_dir: Path) -> None:
     from echo.memory.dense import load_embedder
     from echo.memory.search import MemorySearch
 
-    search = MemorySearch(index_dir, load_embedder(config.recall.embedding_model, config.recall.embedding_threads, config.recall.embedding_n_gpu_layers))
+    search = MemorySearch(
+        index_dir, load_embedder(config.recall.embedding_model, config.recall.embedding_threads, config.recall.embedding_n_gpu_layers), config.timezone
+    )
     todo = len(search.vectors.missing(search.turns["hash"]))
     started = time.perf_counter()
     with click.progressbar(length=todo, label="embedding", file=sys.stderr) as bar:
@@ -266,7 +261,7 @@ def search_command(config_file, memory, index, query, k, mode, user, as_json, qu
     embedder = None
     if mode != "lexical" and config.recall.embedding_model != "off":
         embedder = load_embedder(config.recall.embedding_model, config.recall.embedding_threads, config.recall.embedding_n_gpu_layers)
-    search = MemorySearch(index_dir, embedder)
+    search = MemorySearch(index_dir, embedder, config.timezone)
     if embedder is not None and search.embedded() < len(search.turns["hash"]):
         click.echo(f"note: {search.embedded()} of {len(search.turns['hash'])} turns have vectors so far (echo-server replay --embed adds the rest)", err=True)
     if queries is not None:
@@ -283,7 +278,7 @@ def search_command(config_file, memory, index, query, k, mode, user, as_json, qu
         click.echo("nothing found")
     for m in results:
         first = " ".join(m.text.split())[:100]
-        click.echo(f"{m.score:8.4f}  {m.path}:{m.line_start}-{m.line_end}  {m.day} {m.user}/{m.speaker}  {first}")
+        click.echo(f"{m.score:8.4f}  {m.path}:{m.line_start}-{m.line_end}  {m.date or m.day} {m.user}/{m.speaker}  {first}")
 
 
 @main.command("plan")
@@ -299,20 +294,21 @@ def plan_command(config_file: str | None, gpu_gb: float) -> None:
         raise click.ClickException(str(exc)) from None
     click.echo(render(result))
     if not result.fits:
-        click.echo("Fix: fewer GPU layers (n_gpu_layers), a shorter n_ctx, a smaller quantization, or a bigger GPU.", err=True)
+        click.echo("Fix: fewer slots (n_parallel), fewer GPU layers (n_gpu_layers), a shorter n_ctx, a smaller quantization, or a bigger GPU.", err=True)
         sys.exit(1)
 
 
 @main.command("doctor")
 @click.option("--config", "-c", "config_file", envvar=CONFIG_ENV, help=f"YAML config (default: ${CONFIG_ENV} or configs/default.yaml).")
-@click.option("--address", envvar="RAY_ADDRESS", help="The Ray cluster Echo will join (default: none, it starts one).")
+@click.option("--address", envvar="RAY_ADDRESS", help="The Ray cluster Echo will join: each node is asked what it holds (default: none, it starts one).")
 @click.option("--metrics-port", type=click.IntRange(1, 65535), default=8080, show_default=True, envvar="ECHO_METRICS_PORT")
 def doctor_command(config_file: str | None, address: str | None, metrics_port: int) -> None:
     """Check the tree, models, memory, manifest, token, ports and Ray: can Echo start?"""
+    from actors.node_probe import cluster_nodes
     from echo.config import REPO_ROOT
     from echo.ops.doctor import diagnose
 
-    findings = diagnose(REPO_ROOT, config_file, address, metrics_port, _cluster_resources(address) if address else None)
+    findings = diagnose(REPO_ROOT, config_file, address, metrics_port, lambda config: cluster_nodes(address, config))
     marks = {"ok": "ok   ", "warn": "WARN ", "error": "ERROR"}
     for finding in findings:
         click.echo(f"{marks[finding.level]} {finding.what}" + (f"\n      fix: {finding.fix}" if finding.fix else ""))
@@ -320,19 +316,6 @@ def doctor_command(config_file: str | None, address: str | None, metrics_port: i
     warnings = sum(f.level == "warn" for f in findings)
     click.echo(f"{errors} errors, {warnings} warnings: " + ("Echo cannot start until the errors are fixed" if errors else "Echo can start"))
     sys.exit(1 if errors else 0)
-
-
-def _cluster_resources(address: str) -> dict | str:
-    """What the Ray cluster at address offers, or why it cannot be reached."""
-    import ray
-
-    try:
-        ray.init(address=address, namespace="echo-doctor", log_to_driver=False)
-        resources = ray.cluster_resources()
-        ray.shutdown()
-    except Exception as exc:  # whatever Ray says about the address
-        return f"{type(exc).__name__}: {exc}"
-    return resources
 
 
 @main.command("package")

@@ -65,11 +65,14 @@ class ActorMemory:
     def __init__(self, actor, watchdog):
         self.actor, self.watchdog = actor, watchdog
 
-    async def save(self, user: str, prompt: str, reply: str) -> dict:
+    async def save(self, user: str, prompt: str, reply: str, conversation: str | None = None) -> dict:
         try:
-            return await self.actor.save.remote(user, prompt, reply)
+            return await self.actor.save.remote(user, prompt, reply, conversation)
         except RayTaskError as exc:  # e.g. OSError: [Errno 28] No space left on device
             raise _cause(exc) from None
+
+    async def conversation(self, user: str, key: str, newer_than_s: float) -> list:
+        return await self.actor.conversation.remote(user, key, newer_than_s)
 
     async def search(self, query: str, k: int, user: str | None, mode: str) -> list[dict]:
         return await self.actor.search.remote(query, k, user, mode)

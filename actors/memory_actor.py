@@ -16,12 +16,15 @@ import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import ray
 
 from actors import metrics
 from echo.config import EchoConfig
+from echo.memory.conversation import Exchange, RecentConversations, read_conversation
 from echo.memory.dense import choose_embedder
+from echo.memory.parsing import stamp_line
 from echo.memory.scheduler import IndexScheduler
 from echo.memory.search import MemorySearch
 from echo.memory.store import append_exchange, exchange_lines, repair_torn_parts
@@ -53,6 +56,7 @@ class MemoryActor:
         self.replay_state: dict = {"state": "starting"}
         self.boot_replay: dict | None = None
         self.embedding_state: dict = {"state": "off" if self.config.recall.embedding_model == "off" else "starting"}
+        self.conversations = RecentConversations()
         self.embedder = None
         self._watchdog = None  # found by name at the first save
         self.index = IndexScheduler(self._update_index, self._embed)
@@ -60,12 +64,16 @@ class MemoryActor:
 
     # -- writing ---------------------------------------------------------------------
 
-    def save(self, user: str, prompt: str, reply: str) -> dict:
+    def save(self, user: str, prompt: str, reply: str, conversation: str | None = None) -> dict:
+        """Append one exchange to user's part of today, stamped with the time and conversation
+        (its key); the receipt says where."""
         c = self.config
-        lines = exchange_lines(prompt, reply, c.markers)
+        now = datetime.now(ZoneInfo(c.timezone))
+        at = now.isoformat(timespec="seconds")
+        lines = exchange_lines(prompt, reply, c.markers, stamp_line(at, conversation) if conversation else None)
         with self._write:
             try:
-                receipt = append_exchange(c.memory_dir, user, lines, datetime.now(timezone.utc), c.timezone, c.part_lines, c.backup_dir, c.markers)
+                receipt = append_exchange(c.memory_dir, user, lines, now, c.timezone, c.part_lines, c.backup_dir, c.markers)
             except OSError as exc:  # a full disk, a read-only memory/: the brain marks the reply unsaved
                 self.saving = {
                     "state": "failing",
@@ -81,8 +89,15 @@ class MemoryActor:
             self.saving = {"state": "ok", "last_saved": receipt.path}
             if receipt.backup_error:
                 self.saving["backup"] = {"state": "failing", "reason": receipt.backup_error, "fix": f"check {c.backup_dir}"}
+        if conversation and not receipt.duplicate:
+            self.conversations.add(user, conversation, Exchange(prompt, reply, at, receipt.path, receipt.line_start, receipt.line_end))
         self.index.saved()  # the index thread takes the new lines in
         return receipt.as_dict()
+
+    def conversation(self, user: str, key: str, newer_than_s: float) -> list[Exchange]:
+        """The exchanges of conversation key, oldest first: from what this actor saved since it
+        started, else read back from the files (after a restart)."""
+        return self.conversations.get(user, key, lambda: read_conversation(self.config.memory_dir, user, key, newer_than_s, self.config.markers))
 
     # -- the index ---------------------------------------------------------------------
 
@@ -114,9 +129,11 @@ class MemoryActor:
         c = self.config
         try:
             self.replay_state = {**self.replay_state, "state": "replaying" if first else "updating"}
-            insight = replay_with_ray_data(c.memory_dir, c.index_dir, markers=c.markers, settle_s=SETTLE_S, whole=dict(self._whole), on_read=_measure_lag)
+            insight = replay_with_ray_data(
+                c.memory_dir, c.index_dir, markers=c.markers, resources=home_resources(), settle_s=SETTLE_S, whole=dict(self._whole), on_read=_measure_lag
+            )
             if self.search_engine is None:
-                self.search_engine = MemorySearch(c.index_dir, self.embedder)
+                self.search_engine = MemorySearch(c.index_dir, self.embedder, c.timezone)
             else:
                 self.search_engine.refresh()
             if first:

@@ -1,7 +1,7 @@
 """Echo's typed configuration: one YAML file -> one validated EchoConfig.
 
 Every field carries a description: docs/configuration.md is generated from them
-(scripts/config_reference.py; a test fails when it is stale). Every mistake is reported as
+(echo/ops/config_docs.py, `make docs`; a test fails when it is stale). Every mistake is reported as
 `field = value: what is wrong (fix: what to do)` so that a wrong config fails at start with
 a message a user can act on, never a traceback.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 CIRCUIT_NAMES = ("emotion", "creation", "self")
 CONFIG_ENV = "ECHO_CONFIG"
@@ -56,6 +56,34 @@ class Sampling(Strict):
     seed: int | None = Field(None, description="A fixed seed makes answers repeatable; unset: a new one each start.")
 
 
+def _check_resources(value: dict[str, float]) -> dict[str, float]:
+    """Custom Ray resources: named by the operator's `ray start --resources`, never Ray's own."""
+    own = [name for name in value if name in ("CPU", "GPU", "memory", "object_store_memory")]
+    if own:
+        raise ValueError(f"{', '.join(own)} is Ray's own resource: set num_cpus or num_gpus instead; resources names custom ones such as echo_circuits")
+    if any(amount <= 0 for amount in value.values()):
+        raise ValueError("each amount must be above 0, such as 1 or 0.01")
+    return value
+
+
+class Autoscaling(Strict):
+    """Serve autoscaling of a circuit: replicas added under load and removed when idle."""
+
+    min_replicas: int = Field(1, ge=1, le=64, description="Replicas kept even when idle.")
+    max_replicas: int = Field(2, ge=1, le=64, description="The most replicas, each with its own copy of the model (and its GPU share).")
+    target_ongoing_requests: float = Field(
+        2.0, gt=0.0, le=10_000.0, description="Requests per replica, generating or waiting, that Serve aims for: above it, it adds replicas."
+    )
+    upscale_delay_s: float = Field(10.0, ge=0.0, le=3600.0, description="How long the load must stay above the target before a replica is added.")
+    downscale_delay_s: float = Field(120.0, ge=0.0, le=86_400.0, description="How long the load must stay below it before a replica is removed.")
+
+    @model_validator(mode="after")
+    def _min_below_max(self) -> Autoscaling:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(f"max_replicas ({self.max_replicas}) is below min_replicas ({self.min_replicas}): raise max_replicas")
+        return self
+
+
 class CircuitConfig(Strict):
     """One circuit: which model answers, on what hardware, from which angle."""
 
@@ -70,13 +98,36 @@ class CircuitConfig(Strict):
     num_gpus: float = Field(0.0, ge=0.0, le=8.0, description="The share of a GPU Ray reserves for each replica (0.33: three circuits on one GPU).")
     num_cpus: float = Field(0.5, ge=0.0, le=256.0, description="CPUs Ray reserves for each replica.")
     n_threads: int | None = Field(None, ge=1, le=512, description="Threads llama.cpp generates with; unset: llama.cpp's default.")
-    replicas: int = Field(1, ge=1, le=64, description="Serve replicas of this circuit, each with its own copy of the model.")
+    autoscaling: Autoscaling | None = Field(
+        None, description="Serve autoscaling between min_replicas and max_replicas by the requests each replica holds; unset: a fixed `replicas`."
+    )
+    replicas: int = Field(1, ge=1, le=64, description="Serve replicas of this circuit, each with its own copy of the model (without autoscaling).")
+    resources: dict[str, float] = Field(
+        {},
+        description="Custom Ray resources each replica requires, such as {echo_circuits: 1}: only nodes started with them "
+        "(`ray start --resources`, as ray_cluster.yaml's workers) take this circuit.",
+    )
     max_tokens: int = Field(256, ge=1, le=32_768, description="The longest answer, in tokens.")
     timeout_s: float = Field(120.0, gt=0.0, le=3600.0, description="An answer not done in this time is left out of the reply (which says so).")
-    max_ongoing_requests: int = Field(8, ge=1, le=10_000, description="Requests one replica takes at once; more wait in its queue.")
+    n_parallel: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Slots: requests one replica generates at once, decoded together in one batch (continuous batching), each slot with "
+        "its own n_ctx of the KV cache (n_parallel x n_ctx tokens in all); Serve sends a replica at most this many, more wait in its queue.",
+    )
     max_queued_requests: int = Field(64, ge=-1, description="Requests that may wait for a replica; past it, 503 with Retry-After (-1: no limit).")
     sampling: Sampling = Field(Sampling(), description="How the circuit picks tokens.")
     role_prompt: str = Field(min_length=1, description="The circuit's angle, the start of its system prompt (the manifest follows).")
+
+    @field_validator("replicas")
+    @classmethod
+    def _replicas_or_autoscaling(cls, value: int, info: ValidationInfo) -> int:
+        if info.data.get("autoscaling") is not None:
+            raise ValueError("is set beside autoscaling: leave it out (autoscaling's min_replicas and max_replicas decide)")
+        return value
+
+    _resources = field_validator("resources")(_check_resources)
 
     @field_validator("model")
     @classmethod
@@ -111,6 +162,19 @@ class RecallConfig(Strict):
     embedding_num_gpus: float = Field(0.0, ge=0.0, le=1.0, description="The GPU share Ray gives the MemoryActor, for a GGUF embedding model on the GPU.")
 
 
+class ConversationConfig(Strict):
+    """What of the conversation so far goes into each prompt."""
+
+    idle_gap_minutes: float = Field(
+        30.0, gt=0.0, le=100_000.0, description='After this long without an exchange, the next ask starts a new conversation, as a chat app\'s "new chat".'
+    )
+    max_exchanges: int = Field(6, ge=0, le=200, description="The latest exchanges sent to the circuits with each prompt, newest kept (0: none).")
+    budget_tokens: int = Field(800, ge=0, le=1_000_000, description="Their share of the prompt, in estimated tokens: the oldest are dropped first.")
+    show_time_after_minutes: float = Field(
+        60.0, ge=0.0, description='An exchange older than this is shown to the circuits with when it was said ("yesterday, 21:40").'
+    )
+
+
 class EchoConfig(Strict):
     """Echo: where it listens, how it merges, where its memory lives, and its three circuits."""
 
@@ -137,10 +201,16 @@ class EchoConfig(Strict):
     brain_replicas: int = Field(1, ge=1, le=64, description="Replicas of the EchoBrain ingress.")
     brain_max_ongoing_requests: int = Field(64, ge=1, le=100_000, description="Requests one EchoBrain replica takes at once.")
     brain_max_queued_requests: int = Field(256, ge=-1, description="Requests that may wait for the EchoBrain; past it, 503 with Retry-After (-1: no limit).")
+    brain_resources: dict[str, float] = Field(
+        {},
+        description="Custom Ray resources each EchoBrain replica requires: {memory_home: 0.01} keeps it on the cluster's head, "
+        "where HTTP comes in and the memory lives, so losing a worker never takes the ingress with it.",
+    )
     # Clients back off instead of piling on.
     retry_after_s: int = Field(1, ge=0, le=3600, description="The Retry-After of every 503 (queues full, no circuit free).")
     projects: ProjectLimits = Field(ProjectLimits(), description="Limits of a project made on the owner's command.")
     recall: RecallConfig = Field(RecallConfig(), description="How memories are searched and put into prompts.")
+    conversation: ConversationConfig = Field(ConversationConfig(), description="How much of the conversation so far each prompt carries.")
     markers: dict[str, Literal["user", "assistant", "echo"]] = Field(
         dict(DEFAULT_MARKERS),
         description="The speaker markers that start a turn in memory/, and who speaks after each; new exchanges are saved with the 'user' and 'echo' ones.",
@@ -159,6 +229,8 @@ class EchoConfig(Strict):
                 + (f"; unknown: {', '.join(unknown)}" if unknown else "")
             )
         return {n: value[n] for n in CIRCUIT_NAMES}
+
+    _brain_resources = field_validator("brain_resources")(_check_resources)
 
     @field_validator("markers")
     @classmethod

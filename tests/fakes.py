@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timezone
 from pathlib import Path
 
+from echo.brain.brain import Brain
+from echo.brain.identity import IdentitySource
 from echo.config import parse_config
 from echo.llm.engine import Completion
+from echo.memory.conversation import Exchange
 
 
 class FakeCircuit:
@@ -43,12 +47,22 @@ class FakeMemory:
         self.memories = memories or []
         self.insight = insight
         self.searches: list[tuple[str, int, str | None, str]] = []
+        self.conversations: dict[tuple[str, str | None], list[Exchange]] = {}
+        self.clock: datetime | None = None  # when set, the time exchanges are saved at
 
-    async def save(self, user: str, prompt: str, reply: str) -> dict:
+    async def save(self, user: str, prompt: str, reply: str, conversation: str | None = None) -> dict:
         if self.error is not None:
             raise self.error
         self.saved.append((user, prompt, reply))
-        return {"path": f"day0101/{user}/part1.txt", "line_start": 1, "line_end": 4}
+        line = 5 * len(self.saved) - 4  # a stamp, then four lines an exchange
+        at = (self.clock or datetime.now(timezone.utc)).isoformat(timespec="seconds")
+        self.conversations.setdefault((user, conversation), []).append(Exchange(prompt, reply, at, f"day0101/{user}/part1.txt", line + 1, line + 4))
+        return {"path": f"day0101/{user}/part1.txt", "line_start": line + 1, "line_end": line + 4}
+
+    async def conversation(self, user: str, key: str, newer_than_s: float) -> list[Exchange]:
+        if self.error is not None:
+            raise self.error
+        return list(self.conversations.get((user, key), []))
 
     async def search(self, query: str, k: int, user: str | None, mode: str) -> list[dict]:
         if self.error is not None:
@@ -65,13 +79,40 @@ class FakeMemory:
         return {"state": "ready", "repaired_at_start": [], "replay": {"state": "ready"}}
 
 
+CIRCUITS = ("emotion", "creation", "self")
+
+
 def make_config(tmp: Path, **overrides):
     circuit = {"engine": "echo", "role_prompt": "role", "timeout_s": 5}
     data = {
-        "circuits": {n: dict(circuit, role_prompt=f"You are the {n} circuit.") for n in ("emotion", "creation", "self")},
+        "circuits": {n: dict(circuit, role_prompt=f"You are the {n} circuit.") for n in CIRCUITS},
         "memory_dir": str(tmp / "memory"),
         "manifest_dir": str(tmp / "manifest"),
         "projects_dir": str(tmp / "origin" / "projects"),
         **overrides,
     }
     return parse_config(data)
+
+
+def make_brain(
+    tmp: Path,
+    *,
+    token: str | None,
+    manifest: str | None = "I am Echo.",
+    circuits: dict | None = None,
+    memory: FakeMemory | None = None,
+    **config,
+) -> Brain:
+    """A Brain over fakes in tmp: make_config(tmp, **config), a FakeCircuit per circuit and a
+    FakeMemory unless given, and the origin token (None: the owner's doors are closed).
+
+    The manifest folder is made if missing; manifest is written to manifest/echo.txt, and
+    with None nothing is written there (the folder stays empty, or as the test left it)."""
+    folder = tmp / "manifest"
+    folder.mkdir(exist_ok=True)
+    if manifest is not None:
+        (folder / "echo.txt").write_text(manifest, encoding="utf-8")
+    cfg = make_config(tmp, **config)
+    circuits = {n: FakeCircuit(n) for n in CIRCUITS} if circuits is None else circuits
+    memory = FakeMemory() if memory is None else memory
+    return Brain(cfg, circuits, memory, IdentitySource(cfg.manifest_dir), token)

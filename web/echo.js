@@ -12,6 +12,16 @@ const userInput = $("user");
 userInput.value = sessionStorage.getItem("echo-user") || "";
 userInput.addEventListener("input", () => sessionStorage.setItem("echo-user", userInput.value.trim()));
 
+// The conversation this tab is in: Echo hands out its id with the first answer, and the next
+// messages carry it, so Echo sees what was just said. "New conversation" forgets it.
+let conversation = sessionStorage.getItem("echo-conversation");
+$("new-conversation").addEventListener("click", () => {
+  conversation = null;
+  sessionStorage.removeItem("echo-conversation");
+  $("log").replaceChildren();
+  prompt.focus();
+});
+
 function headers() {
   const h = { "Content-Type": "application/json" };
   if (tokenInput.value) h.Authorization = `Bearer ${tokenInput.value}`;
@@ -68,7 +78,7 @@ async function ask(text) {
   status.textContent = "…";
   let response;
   try {
-    response = await fetch("/api/ask", { method: "POST", headers: headers(), body: JSON.stringify({ prompt: text, stream: true, ...(userInput.value.trim() ? { user: userInput.value.trim() } : {}) }) });
+    response = await fetch("/api/ask", { method: "POST", headers: headers(), body: JSON.stringify({ prompt: text, stream: true, ...(userInput.value.trim() ? { user: userInput.value.trim() } : {}), ...(conversation ? { conversation } : {}) }) });
   } catch (error) {
     status.textContent = `Echo cannot be reached: ${error}`;
     return;
@@ -88,6 +98,8 @@ async function ask(text) {
     if (name === "start") {
       merge = data.merge;
       order = data.order || [];
+      conversation = data.conversation;
+      sessionStorage.setItem("echo-conversation", conversation);
       if (data.route === "circuits") order.forEach(panel);
       status.textContent = data.route === "circuits" ? "the circuits are answering…" : "";
       showMemories(view, data.memories || []);

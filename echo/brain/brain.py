@@ -13,9 +13,12 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from echo.brain import memories, users
+from echo.brain.conversation import Thread, client_thread, find_thread, left_out
 from echo.brain.errors import AskError, describe_failure
 from echo.brain.fanout import Circuit, Emit, call, fan_out
 from echo.brain.health import health
@@ -26,7 +29,7 @@ from echo.brain.merge import CONCAT_ORDER, concat, synthesis_messages
 from echo.brain.projects import PROJECT_INSTRUCTIONS, PROJECT_SCHEMA, ProjectError, parse_project, write_project
 from echo.brain.users import Asker
 from echo.config import EchoConfig
-from echo.llm.engine import Completion, Messages
+from echo.llm.engine import Completion, KVCacheFullError, Messages
 from echo.memory.search import Memory, memory_block
 
 log = logging.getLogger("echo.brain")
@@ -41,6 +44,8 @@ class Request:
     prompt: str
     asker: Asker
     route: Route
+    conversation: str | None = None  # the id the client sent: its conversation goes on
+    history: Messages | None = None  # /v1: the client's own conversation, sent with the prompt
     started: float = field(default_factory=time.perf_counter)
 
 
@@ -77,10 +82,11 @@ class Brain:
 
     # -- a request, whole or streamed -------------------------------------------------
 
-    def prepare(self, prompt: str, user: str | None, authorization: str | None) -> Request:
+    def prepare(self, prompt: str, user: str | None, authorization: str | None, conversation: str | None = None, history: Messages | None = None) -> Request:
         """Check the prompt, identify the asker and route it; AskError for bad input."""
         self.identity.refresh()  # an edited manifest/ is who Echo is from this request on
-        return Request(self.check_prompt(prompt), users.identify(user, authorization, self.token), classify(prompt))
+        asker = users.identify(user, authorization, self.token)
+        return Request(self.check_prompt(prompt), asker, classify(prompt), conversation, history)
 
     def check_prompt(self, prompt: str) -> str:
         if not prompt.strip():
@@ -98,17 +104,18 @@ class Brain:
             )
         return prompt
 
-    async def ask(self, prompt: str, user: str | None = None, authorization: str | None = None) -> dict:
-        """The whole answer (the response body); AskError for what Echo refuses."""
-        return await self.answer(self.prepare(prompt, user, authorization))
+    async def ask(self, prompt: str, user: str | None = None, authorization: str | None = None, **thread: Any) -> dict:
+        """The whole answer (the response body); AskError for what Echo refuses. thread:
+        conversation (an id Echo handed out) or history (/v1's messages)."""
+        return await self.answer(self.prepare(prompt, user, authorization, **thread))
 
-    async def stream_ask(self, prompt: str, user: str | None = None, authorization: str | None = None) -> AsyncIterator[dict]:
+    async def stream_ask(self, prompt: str, user: str | None = None, authorization: str | None = None, **thread: Any) -> AsyncIterator[dict]:
         """ask(), as events while it happens: "start" (route, user, merge, order, memories),
         then per circuit "circuit_start", "token"s and "circuit_done" or "circuit_failed", then
         "done" with everything ask() returns. Identity and project answers have no circuit
         events. AskError comes before the first event for bad input, and after the circuit
         events when every circuit failed."""
-        request = self.prepare(prompt, user, authorization)
+        request = self.prepare(prompt, user, authorization, **thread)
         events: asyncio.Queue = asyncio.Queue()
         work = asyncio.create_task(self.answer(request, events.put_nowait))
         work.add_done_callback(lambda _: events.put_nowait(None))
@@ -122,20 +129,26 @@ class Brain:
     async def answer(self, request: Request, emit: Emit | None = None) -> dict:
         """Answer a prepared request, save the exchange; the response body. With emit, the
         events of stream_ask go to it as they happen."""
+        if request.history is not None:
+            thread = client_thread(request.history)
+        else:
+            thread = await find_thread(self.memory, request.asker.user, request.conversation, self.now(), self.config.conversation)
         if request.route == "circuits":
-            outcome = await self._answer_with_circuits(request, emit)
+            outcome = await self._answer_with_circuits(request, thread, emit)
         else:
             if request.route == "identity":
                 outcome = await self._reflect_identity(request.prompt)
             else:
                 outcome = await self._create_project(request.prompt, request.asker.origin)
             if emit is not None:
-                emit(self._start(request, None, []))
-        saved = await memories.save(self.memory, request.asker.user, request.prompt, outcome.reply)
+                emit(self._start(request, thread, None, []))
+        saved = await memories.save(self.memory, request.asker.user, request.prompt, outcome.reply, thread.key)
         body = {
             "reply": outcome.reply,
             "route": outcome.route,
             "user": request.asker.user,
+            "conversation": thread.id,
+            "context": list(thread.context),
             "merge": outcome.merge,
             "degraded": bool(outcome.failed),
             "failed": outcome.failed,
@@ -149,11 +162,13 @@ class Brain:
         return body
 
     @staticmethod
-    def _start(request: Request, merge: str | None, found: list[Memory]) -> dict:
+    def _start(request: Request, thread: Thread, merge: str | None, found: list[Memory]) -> dict:
         return {
             "event": "start",
             "route": request.route,
             "user": request.asker.user,
+            "conversation": thread.id,
+            "context": list(thread.context),
             "merge": merge,
             "order": list(CONCAT_ORDER),
             "memories": [m.as_dict() for m in found],
@@ -161,14 +176,19 @@ class Brain:
 
     # -- what a circuit is sent --------------------------------------------------------
 
+    def now(self) -> datetime:
+        return datetime.now(ZoneInfo(self.config.timezone))
+
     def system_prompt(self, circuit: str) -> str:
         # The same text for every request to a circuit, so llama.cpp reuses its evaluated prefix.
         identity = self.identity.current.text[: self.config.identity_chars]
         return f"{self.config.circuits[circuit].role_prompt}\n\nWho you are:\n{identity}"
 
-    def messages(self, circuit: str, content: str) -> Messages:
-        """What a circuit is sent: its system prompt, then content as the user's message."""
-        return [{"role": "system", "content": self.system_prompt(circuit)}, {"role": "user", "content": content}]
+    def messages(self, circuit: str, content: str, thread: Thread | None = None) -> Messages:
+        """What a circuit is sent: its system prompt, the conversation so far, then content as
+        the user's message."""
+        system = self.system_prompt(circuit) + (f"\n\n{thread.instructions}" if thread and thread.instructions else "")
+        return [{"role": "system", "content": system}, *(thread.messages if thread else ()), {"role": "user", "content": content}]
 
     async def call(self, circuit: str, messages: Messages, **options: Any) -> Completion:
         """One circuit call bounded by the circuit's timeout."""
@@ -176,26 +196,37 @@ class Brain:
 
     # -- the three paths -----------------------------------------------------------------
 
-    async def _answer_with_circuits(self, request: Request, emit: Emit | None) -> Outcome:
-        asker = request.asker
-        found = await memories.recall(self.memory, self.config.recall, request.prompt, None if asker.origin else asker.user) if asker.may_recall else []
+    async def _answer_with_circuits(self, request: Request, thread: Thread, emit: Emit | None) -> Outcome:
+        asker, now = request.asker, self.now()
+        found = []
+        if asker.may_recall:  # no turn twice in a prompt: what the conversation holds is left out of recall
+            whose = None if asker.origin else asker.user
+            found = await memories.recall(self.memory, self.config.recall, request.prompt, whose, lambda m: left_out(m, thread), 2 * len(thread.exchanges))
         if emit is not None:
-            emit(self._start(request, self.config.merge, found))
+            emit(self._start(request, thread, self.config.merge, found))
         # Memories go with the question, not the system prompt, whose evaluation llama.cpp reuses.
-        content = f"{memory_block(found)}\n\nQuestion: {request.prompt}" if found else request.prompt
-        messages = {name: self.messages(name, content) for name in self.circuits}
+        content = f"{memory_block(found, now.date())}\n\nQuestion: {request.prompt}" if found else request.prompt
+        messages = {name: self.messages(name, content, thread) for name in self.circuits}
         timeouts = {name: self.config.circuits[name].timeout_s for name in self.circuits}
         answers, failed = await fan_out(self.circuits, messages, timeouts, emit)
-        outcome = await self._merge(request.prompt, answers, failed)
+        outcome = await self._merge(request.prompt, answers, failed, thread)
         outcome.extra["memories"] = [m.as_dict() for m in found]
         return outcome
 
-    async def _merge(self, prompt: str, answers: dict[str, Completion], failed: dict[str, str]) -> Outcome:
+    async def _merge(self, prompt: str, answers: dict[str, Completion], failed: dict[str, str], thread: Thread) -> Outcome:
         """One reply from the circuits' answers (concat or synthesize); 503 when none answered."""
         if not answers:
             wait = self.config.retry_after_s
             if all(reason.startswith("BackPressureError") for reason in failed.values()):
                 raise AskError(503, "busy", f"every circuit is busy with other prompts: try again in {wait} s", retry_after=wait, failed=failed)
+            if all(reason.startswith(KVCacheFullError.__name__) for reason in failed.values()):
+                raise AskError(
+                    503,
+                    "context_full",
+                    "the prompt leaves no room for an answer in the circuits' context (n_ctx): shorten it, see 'failed'",
+                    retry_after=wait,
+                    failed=failed,
+                )
             raise AskError(
                 503,
                 "all_circuits_failed",
@@ -206,7 +237,7 @@ class Brain:
         outcome = Outcome(reply=concat(answers), route="circuits", answers=answers, failed=failed, merge=self.config.merge)
         if self.config.merge == "synthesize" and len(answers) > 1:
             try:
-                synthesis = await self.call("self", synthesis_messages(self.system_prompt("self"), prompt, answers))
+                synthesis = await self.call("self", synthesis_messages(self.system_prompt("self"), prompt, answers, thread.messages))
                 if not synthesis.text:
                     raise ValueError("the synthesis came back empty")
                 outcome.reply = synthesis.text

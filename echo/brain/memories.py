@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Protocol
 
 from echo.brain.errors import AskError, describe_failure
 from echo.config import RecallConfig
+from echo.memory.conversation import Exchange
 from echo.memory.search import MODES, Memory, within_budget
 
 log = logging.getLogger("echo.brain")
@@ -18,7 +20,9 @@ RECALL_TIMEOUT_S = 3.0
 
 
 class MemorySink(Protocol):
-    async def save(self, user: str, prompt: str, reply: str) -> dict: ...
+    async def save(self, user: str, prompt: str, reply: str, conversation: str | None = None) -> dict: ...  # conversation: its key
+
+    async def conversation(self, user: str, key: str, newer_than_s: float) -> list[Exchange]: ...
 
     async def search(self, query: str, k: int, user: str | None, mode: str) -> list[dict]: ...
 
@@ -27,23 +31,26 @@ class MemorySink(Protocol):
     async def status(self) -> dict: ...
 
 
-async def recall(memory: MemorySink, config: RecallConfig, prompt: str, user: str | None) -> list[Memory]:
-    """The best memories for prompt within the token budget: user's, or everyone's for None.
+async def recall(
+    memory: MemorySink, config: RecallConfig, prompt: str, user: str | None, leave_out: Callable[[list[Memory]], list[Memory]] = list, spare: int = 0
+) -> list[Memory]:
+    """The best memories for prompt within the token budget: user's, or everyone's for None;
+    leave_out drops those already in the prompt (spare more are asked for in their place).
     Recall helps an answer but never blocks one: a slow or failed search gives none."""
     if config.k == 0 or config.budget_tokens == 0:
         return []
     try:
-        found = await asyncio.wait_for(memory.search(prompt, config.k, user, "hybrid"), RECALL_TIMEOUT_S)
+        found = await asyncio.wait_for(memory.search(prompt, config.k + spare, user, "hybrid"), RECALL_TIMEOUT_S)
     except Exception as exc:
         log.warning("recall skipped: %s", describe_failure(exc))
         return []
-    return within_budget([Memory(**m) for m in found], config.budget_tokens)
+    return within_budget(leave_out([Memory(**m) for m in found])[: config.k], config.budget_tokens)
 
 
-async def save(memory: MemorySink, user: str, prompt: str, reply: str) -> dict:
+async def save(memory: MemorySink, user: str, prompt: str, reply: str, conversation: str) -> dict:
     """The save's part of the answer: saved and where, or why not (the reply still goes out)."""
     try:
-        receipt = await memory.save(user, prompt, reply)
+        receipt = await memory.save(user, prompt, reply, conversation)
     except Exception as exc:
         log.error("exchange not saved for user %s: %s", user, type(exc).__name__)
         return {"saved": False, "unsaved_reason": describe_failure(exc)}

@@ -16,10 +16,12 @@ def concat(answers: Mapping[str, Completion]) -> str:
     return "\n\n".join(answers[n].text for n in CONCAT_ORDER if n in answers)
 
 
-def synthesis_messages(system: str, prompt: str, answers: Mapping[str, Completion]) -> Messages:
+def synthesis_messages(system: str, prompt: str, answers: Mapping[str, Completion], conversation: Messages = ()) -> Messages:
+    """The self circuit's messages for one reply from the drafts, with the conversation so far."""
     drafts = "\n\n".join(f"[{name}]\n{answers[name].text}" for name in CONCAT_ORDER if name in answers)
     return [
         {"role": "system", "content": system},
+        *conversation,
         {
             "role": "user",
             "content": f"Question: {prompt}\n\nDrafts from your circuits:\n{drafts}\n\n"

@@ -79,7 +79,8 @@ class Asker:
 
 
 def identify(requested: str | None, authorization: str | None, token: str | None) -> Asker:
-    """The asker of a request; the name 'origin' without the owner's token is refused."""
+    """The asker of a request: a user name needs its key or the owner's token (401 otherwise), and
+    the name 'origin' the owner's token (403); without a name, a guest."""
     origin = is_origin(authorization, token)
     user = requested or (ORIGIN_USER if origin else GUEST_USER)
     if user == ORIGIN_USER and not origin:
@@ -88,7 +89,16 @@ def identify(requested: str | None, authorization: str | None, token: str | None
             "reserved_user",
             f"the user name {ORIGIN_USER!r} belongs to Echo's owner: send the owner's token as 'Authorization: Bearer <token>', or choose another user name",
         )
-    return Asker(user, origin, is_user(authorization, token, user))
+    keyed = is_user(authorization, token, user)
+    if requested and requested != GUEST_USER and not (origin or keyed):
+        # Saving under a name needs that name's key: nobody writes in another's memory.
+        raise AskError(
+            401,
+            "user_key_required",
+            f"talking as {requested!r} needs {requested}'s key (or the owner's token) as 'Authorization: Bearer <key>': "
+            f"the owner makes it with `echo-server user-key {requested}`; or leave out the user name to talk as a guest",
+        )
+    return Asker(user, origin, keyed)
 
 
 def require_origin(authorization: str | None, token: str | None, what: str) -> None:

@@ -26,6 +26,7 @@ from echo.http.openai import add_openai_routes
 from echo.http.openapi import body_and_stream, document_errors
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"
+CONVERSATION_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"  # an id Echo handed out (URL-safe base64)
 
 
 class AskRequest(BaseModel):
@@ -36,6 +37,12 @@ class AskRequest(BaseModel):
         None,
         pattern=USER_PATTERN,
         description="Whose conversation this is (a folder name under memory/dayMMDD/). Defaults to 'origin' with the owner's token, else 'guest'.",
+    )
+    conversation: str | None = Field(
+        None,
+        pattern=CONVERSATION_PATTERN,
+        description="The conversation this prompt continues: the `conversation` of an earlier answer. Leave it out "
+        "for a new conversation; one gone idle (conversation.idle_gap_minutes) or unknown also starts a new one.",
     )
     stream: bool = Field(False, description="Answer as server-sent events: each circuit's start and tokens, then the reply.")
 
@@ -116,8 +123,8 @@ def create_api(get_brain: Callable[[], Brain], limits: EchoConfig | None = None)
             return errors.error(422, "invalid_request", errors.describe_validation(exc))
         authorization = request.headers.get("authorization")
         if req.stream:
-            return await _stream(brain.stream_ask(req.prompt, user=req.user, authorization=authorization))
-        return JSONResponse(await brain.ask(req.prompt, user=req.user, authorization=authorization))
+            return await _stream(brain.stream_ask(req.prompt, req.user, authorization, conversation=req.conversation))
+        return JSONResponse(await brain.ask(req.prompt, req.user, authorization, conversation=req.conversation))
 
     add_openai_routes(api, get_brain)
     document_errors(api)

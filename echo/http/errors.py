@@ -1,6 +1,6 @@
 """Every error body Echo sends, in one place: Echo's shape on /api and the rest
 ({"error": {"code", "message"}}), OpenAI's on /v1 ({"error": {"message", "type", "param",
-"code"}}), whole or as a server-sent event, and the 503 that Serve's back-pressure sends."""
+"code"}}), whole or as a server-sent event, and the 503 of a full ingress (echo.http.admission)."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def from_ask_error(exc: AskError) -> JSONResponse:
 
 
 def busy(retry_after_s: int) -> JSONResponse:
-    """Serve's back-pressure (every queue full), in Echo's shape with its Retry-After."""
+    """The ingress is full (echo.http.admission): Echo's shape, with its Retry-After."""
     return error(503, "busy", f"Echo is busy with other requests: try again in {retry_after_s} s", headers={"Retry-After": str(retry_after_s)})
 
 
@@ -70,7 +70,7 @@ def openai_event(message: str, code: str) -> str:
     return f"data: {json.dumps(_openai_body(message, 'server_error', code), ensure_ascii=False)}\n\n"
 
 
-def describe_validation(exc: ValidationError | RequestValidationError, fields: str = "prompt, user and stream") -> str:
+def describe_validation(exc: ValidationError | RequestValidationError, fields: str = "prompt, user, conversation and stream") -> str:
     """A request body's problems in one line a user can act on."""
     problems = []
     for item in exc.errors():
@@ -79,6 +79,8 @@ def describe_validation(exc: ValidationError | RequestValidationError, fields: s
             problems.append(f"{where} is required")
         elif item["type"] == "extra_forbidden":
             problems.append(f"{where} is not a known field (send only {fields})")
+        elif item["type"] == "string_pattern_mismatch" and where == "conversation":
+            problems.append("conversation must be the `conversation` of an earlier answer (1-64 letters, digits, '_' or '-'), or left out")
         elif item["type"] == "string_pattern_mismatch":
             problems.append(f"{where} must be {USER_RULE}")
         else:

@@ -1,7 +1,8 @@
 """The OpenAI-compatible endpoints: /v1/models and /v1/chat/completions, whole or streamed.
 
-Model `echo` is the whole brain (recall, three circuits, merge, saved to memory); the
-answer's last user message is the prompt. `echo-emotion`, `echo-creation` and `echo-self`
+Model `echo` is the whole brain (recall, three circuits, merge, saved to memory): the last
+user message is the prompt, recalled and saved; the messages before it are the conversation
+(system ones an extra instruction after Echo's identity). `echo-emotion`, `echo-creation` and `echo-self`
 are one circuit each, given the conversation as it is (nothing saved). The origin's
 bearer token works as on /api/ask (the openai client sends its api_key as one).
 """
@@ -133,12 +134,15 @@ def add_openai_routes(api: FastAPI, get_brain: Callable[[], Brain]) -> None:
 
 
 async def _brain_completion(brain: Brain, req: ChatRequest, authorization: str | None, cid: str) -> Response:
-    prompt = next((m.text() for m in reversed(req.messages) if m.role == "user"), "")
+    last = max((i for i, m in enumerate(req.messages) if m.role == "user"), default=None)
+    prompt = req.messages[last].text() if last is not None else ""
+    # The client's own messages before the prompt are the conversation (system ones included).
+    history = [{"role": m.role, "content": m.text()} for m in req.messages[: last or 0]]
     user = req.user if req.user and is_user_name(req.user) else None
     if not req.stream:
-        body = await brain.ask(prompt, user=user, authorization=authorization)
+        body = await brain.ask(prompt, user, authorization, history=history)
         return JSONResponse(_completion(cid, BRAIN_MODEL, body["reply"], "stop", _usage(list(body["circuits"].values())), echo=_echo_details(body)))
-    events = brain.stream_ask(prompt, user=user, authorization=authorization)
+    events = brain.stream_ask(prompt, user, authorization, history=history)
     start = await events.__anext__()  # an AskError here is answered whole, before the stream
 
     async def chunks() -> AsyncIterator[str]:
@@ -205,4 +209,5 @@ async def _circuit_completion(brain: Brain, req: ChatRequest, circuit: str, cid:
 
 def _echo_details(body: dict) -> dict:
     """What Echo adds to an OpenAI answer: the route, the memories used, each circuit."""
-    return {key: body.get(key) for key in ("route", "user", "merge", "degraded", "failed", "memories", "circuits", "memory")}
+    keys = ("route", "user", "conversation", "context", "merge", "degraded", "failed", "memories", "circuits", "memory")
+    return {key: body.get(key) for key in keys}

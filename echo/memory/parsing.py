@@ -3,6 +3,10 @@
 A turn starts with a speaker marker at the start of a line ("나의 말:", "ChatGPT의 말:",
 "에코의 말:"); the text may follow on the same line or on the next ones. Lines before the
 first marker continue a turn carried over from the previous part.
+
+Echo writes one stamp line before each exchange it saves, `[echo <time> conversation <id>]`:
+when it was said and in which conversation (a hash of the conversation's id, never the id).
+A stamp belongs to no turn; it dates the turns after it.
 """
 
 from __future__ import annotations
@@ -27,12 +31,23 @@ CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _SPACES = re.compile(r"[\u00a0\u2000-\u200a\u202f\u205f\u3000]")
 
 
+# The stamp Echo writes before each saved exchange: ISO 8601 time, 16 hex digits of conversation.
+STAMP = re.compile(r"^\[echo (\S+) conversation ([0-9a-f]{16})\]$")
+STAMP_START = "[echo "
+
+
 @dataclass(frozen=True)
 class Turn:
     speaker: str  # a DEFAULT_MARKERS value, or CARRIED
     text: str
     line_start: int  # 1-based, inclusive, in the part file
     line_end: int
+    at: str | None = None  # when it was said, from the stamp before it (Echo's own saves only)
+    conversation: str | None = None  # the stamp's conversation key
+
+
+def stamp_line(at: str, conversation_key: str) -> str:
+    return f"[echo {at} conversation {conversation_key}]"
 
 
 def clean_line(line: str) -> str | None:
@@ -81,14 +96,19 @@ def parse_part(lines: Iterable[str], markers: Mapping[str, str] = DEFAULT_MARKER
     residue = _residue(raw)
     turns: list[Turn] = []
     speaker, body, start = None, [], 0
+    stamp: tuple[str | None, str | None] = (None, None)
 
     def close(end: int) -> None:
         text = "\n".join(body).strip("\n")
         if speaker is not None and text.strip():
-            turns.append(Turn(speaker=speaker, text=text, line_start=start, line_end=end))
+            turns.append(Turn(speaker, text, start, end, *stamp))
 
     for index, line in enumerate(raw):
         number = index + 1
+        if line.startswith(STAMP_START) and (stamped := STAMP.match(line)):
+            close(number - 1)
+            speaker, body, stamp = None, [], (stamped.group(1), stamped.group(2))
+            continue
         found = marker_of(line, markers)
         if found is not None:
             close(number - 1)

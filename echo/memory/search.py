@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -17,13 +18,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from echo.memory.dates import infer_date, shown
 from echo.memory.dense import Embedder, VectorStore
 from echo.memory.lexical import LexicalIndex
 
 RRF_K = 60
 # Candidates from each ranking before fusion. Bigram BM25's long tail is mostly turns that
 # share a common syllable pair with the query ("였지", "내가"): beyond its top 10 it adds
-# noise (dev set: recall@10 0.82 with 50 lexical candidates, 0.86 with 10).
+# noise to the fusion rather than answers.
 LEXICAL_CANDIDATES = 10
 DENSE_CANDIDATES = 50
 MODES = ("hybrid", "lexical", "dense")
@@ -44,6 +46,7 @@ class Memory:
     speaker: str
     text: str
     score: float
+    date: str | None = None  # ISO 8601, the year inferred (echo.memory.dates)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -52,9 +55,10 @@ class Memory:
 class MemorySearch:
     """Search over an index folder made by echo.memory.replay; refresh() after each replay."""
 
-    def __init__(self, index_dir: Path, embedder: Embedder | None = None):
+    def __init__(self, index_dir: Path, embedder: Embedder | None = None, timezone: str = "UTC"):
         self.index_dir = index_dir
         self.embedder = embedder
+        self.timezone = timezone  # the day folders' time zone: it dates the turns
         self.vectors = VectorStore(index_dir / "dense" / embedder.name) if embedder else None
         self._lock = threading.Lock()
         self._dense: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # turn rows, their rows in vectors.all, users
@@ -71,8 +75,12 @@ class MemorySearch:
             table = table.filter(pc.is_null(table.column("duplicate_of"))).select(columns)
         if table is None:
             table = pa.schema([(c, pa.string()) for c in columns]).empty_table()
+        parts = self.index_dir / "parts.parquet"
+        written = pq.read_table(parts, columns=["path", "day", "mtime_ns"]).to_pylist() if parts.is_file() else []
+        dates = {p["path"]: infer_date(p["day"], p["mtime_ns"], self.timezone) for p in written}
         with self._lock:
             self.lexical = lexical
+            self.date_of_part = {path: d.isoformat() for path, d in dates.items() if d is not None}
             self.table = table  # the rest of each turn is read only for the turns found
             self.turns = {c: table.column(c).to_pylist() for c in ("id", "user", "hash")}
             self.row_of = {turn_id: row for row, turn_id in enumerate(self.turns["id"])}
@@ -118,7 +126,7 @@ class MemorySearch:
     def _memory(self, row: int, score: float) -> Memory:
         t = self.table.slice(row, 1).to_pylist()[0]
         text = t["text"] if len(t["text"]) <= TEXT_CHARS else t["text"][:TEXT_CHARS] + " …"
-        return Memory(t["path"], t["line_start"], t["line_end"], t["day"], t["user"], t["speaker"], text, round(score, 6))
+        return Memory(t["path"], t["line_start"], t["line_end"], t["day"], t["user"], t["speaker"], text, round(score, 6), self.date_of_part.get(t["path"]))
 
     def lexical_ranking(self, query: str, k: int, user: str | None) -> list[tuple[int, float]]:
         if self.lexical is None:
@@ -182,9 +190,10 @@ def within_budget(memories: list[Memory], budget_tokens: int, max_chars_each: in
     return chosen
 
 
-def memory_block(memories: list[Memory]) -> str:
-    """The memories as the circuits read them, each with its citation."""
+def memory_block(memories: list[Memory], today: date) -> str:
+    """The memories as the circuits read them, each with its date, how long ago, and citation."""
     lines = ["Memories from earlier conversations (use them if they help; they may be old):"]
     for n, m in enumerate(memories, 1):
-        lines.append(f"[{n}] {m.day} {m.speaker} ({m.path}:{m.line_start}-{m.line_end}): {m.text}")
+        when = shown(date.fromisoformat(m.date), today) if m.date else m.day
+        lines.append(f"[{n}] {when} {m.speaker} ({m.path}:{m.line_start}-{m.line_end}): {m.text}")
     return "\n".join(lines)

@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from echo.memory.parsing import CONTROL_CHARS, DEFAULT_MARKERS, marker_of, parse_part
+from echo.memory.parsing import CONTROL_CHARS, DEFAULT_MARKERS, STAMP_START, marker_of, parse_part
 
 PART_RE = re.compile(r"^part([1-9][0-9]*)\.txt$")
 DAY_RE = re.compile(r"^day[0-9]{4}$")
@@ -39,17 +39,19 @@ def day_folder(now: datetime, timezone: str) -> str:
     return now.astimezone(ZoneInfo(timezone)).strftime("day%m%d")
 
 
-def exchange_lines(prompt: str, reply: str, markers: Mapping[str, str] = DEFAULT_MARKERS) -> list[str]:
-    """The lines of one exchange: the owner's marker, the prompt, Echo's marker, the reply."""
+def exchange_lines(prompt: str, reply: str, markers: Mapping[str, str] = DEFAULT_MARKERS, stamp: str | None = None) -> list[str]:
+    """The lines of one exchange: its stamp (parsing.stamp_line), the owner's marker, the
+    prompt, Echo's marker, the reply."""
 
     def body(text: str) -> list[str]:
         lines = CONTROL_CHARS.sub("", text.replace("\r\n", "\n").replace("\r", "\n")).split("\n")
-        # A line that starts like a marker would read back as a turn of its own (a guest could
-        # put words in Echo's mouth): one leading space keeps the text and stops the match.
-        return [f" {line}" if marker_of(line, markers) else line for line in lines]
+        # A line that starts like a marker or a stamp would read back as a turn or a stamp of
+        # its own (a guest could put words in Echo's mouth, or join another's conversation):
+        # one leading space keeps the text and stops the match.
+        return [f" {line}" if marker_of(line, markers) or line.startswith(STAMP_START) else line for line in lines]
 
     first = {speaker: marker for marker, speaker in reversed(markers.items())}
-    return [first["user"], *body(prompt), first["echo"], *body(reply)]
+    return [*([stamp] if stamp else []), first["user"], *body(prompt), first["echo"], *body(reply)]
 
 
 def _last_part(folder: Path) -> tuple[int, list[str]]:
@@ -111,9 +113,10 @@ def append_exchange(
     """
     folder = Path(day_folder(now, timezone)) / user
     number, existing = _last_part(memory_dir / folder)
-    new_turns = [(t.speaker, t.text) for t in parse_part(lines, markers)]
+    parsed = parse_part(lines, markers)
+    new_turns = [(t.speaker, t.text, t.conversation) for t in parsed]  # the same words in another conversation are new
     old_turns = parse_part(existing, markers)[-len(new_turns) :] if existing and new_turns else []
-    if [(t.speaker, t.text) for t in old_turns] == new_turns and old_turns:
+    if [(t.speaker, t.text, t.conversation) for t in old_turns] == new_turns and old_turns:
         where = str(folder / f"part{number}.txt")
         return SaveReceipt(path=where, line_start=old_turns[0].line_start, line_end=old_turns[-1].line_end, duplicate=True)
     used = len(existing)
@@ -128,7 +131,8 @@ def append_exchange(
             _append(backup_dir / relative, data)
         except OSError as exc:  # the exchange is saved; only its spare copy is missing
             backup_error = f"{type(exc).__name__}: {exc}"
-    return SaveReceipt(path=str(relative), line_start=used + 1, line_end=used + len(lines), backup_error=backup_error)
+    first_turn = parsed[0].line_start if parsed else 1  # the citation starts at the first turn, after the stamp
+    return SaveReceipt(path=str(relative), line_start=used + first_turn, line_end=used + len(lines), backup_error=backup_error)
 
 
 @dataclass(frozen=True)

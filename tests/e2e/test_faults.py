@@ -13,7 +13,7 @@ import pytest
 
 from bench.load import fire, prompts, saved_prompts
 from echo.memory.store import day_folder
-from tests.e2e.conftest import Echo, sse_events, wait_for
+from tests.e2e.harness import Echo, sse_events, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -37,7 +37,11 @@ def test_a_circuit_replica_killed_mid_generation_degrades_that_reply_and_is_repl
     before = health(echo)["circuits"]["creation"]["replica"]
     events = []
     with httpx.stream(
-        "POST", f"{echo.url}/api/ask", json={"prompt": "Tell me a long story about the sea.", "user": "faults", "stream": True}, timeout=180
+        "POST",
+        f"{echo.url}/api/ask",
+        json={"prompt": "Tell me a long story about the sea.", "user": "faults", "stream": True},
+        headers={"Authorization": f"Bearer {echo.key('faults')}"},
+        timeout=180,
     ) as response:
         for name, data in sse_events(response):
             events.append((name, data))
@@ -66,7 +70,7 @@ def test_the_memory_actor_killed_during_a_burst_keeps_every_acknowledged_save(in
     memory = instant.home / "memory"
     asked = prompts("burst", 120)
     outcome: list = []
-    burst = threading.Thread(target=lambda: outcome.extend(asyncio.run(fire(instant.url, asked, concurrency=6, user="burst", timeout=120))))
+    burst = threading.Thread(target=lambda: outcome.extend(asyncio.run(fire(instant.url, asked, concurrency=6, user="burst", timeout=120, token=instant.key("burst")))))
     burst.start()
     wait_for(lambda: sum(saved_prompts(memory, "burst")[0].values()) >= 15, timeout=60, what="the first saves of the burst")
     ray.kill(ray.get_actor(actor_name(memory), namespace=NAMESPACE), no_restart=False)

@@ -6,7 +6,7 @@ import httpx
 import pytest
 from ray import serve
 
-from tests.e2e.conftest import Echo, wait_ready, write_config
+from tests.e2e.harness import Echo, wait_ready, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -96,8 +96,8 @@ def test_a_circuit_streams_token_by_token_through_serve(echo):
     events = list(handle.options(stream=True).stream.remote(messages, max_tokens=16, greedy=True))
     tokens = [e["token"] for e in events if "token" in e]
     done = events[-1]["done"]
-    assert len(tokens) > 3 and "".join(tokens).strip() == done["text"]
-    assert done["completion_tokens"] > 0 and done["finish_reason"] in ("stop", "length")
+    assert len(tokens) > 3 and "".join(tokens).strip() == done.text
+    assert done.completion_tokens > 0 and done.finish_reason in ("stop", "length")
     whole = handle.generate.remote(messages, max_tokens=16, greedy=True).result()
     assert whole.text and 0 < whole.completion_tokens <= 17
 

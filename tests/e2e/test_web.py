@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from echo.config import REPO_ROOT
+from tests.e2e.harness import GUEST_FACT, memory_ready
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -88,8 +89,6 @@ def test_a_korean_message_gets_a_streamed_reply_with_the_circuits_drafts(echo, b
 def test_the_insights_view_draws_lines_per_day_and_the_feelings(echo, browser):
     from selenium.webdriver.common.by import By
 
-    from tests.e2e.test_memory import memory_ready
-
     memory_ready(echo)
     browser.get(f"{echo.url}/ui/")
     browser.execute_script("sessionStorage.setItem('echo-token', arguments[0])", echo.token)
@@ -109,8 +108,6 @@ def test_a_user_with_their_key_sees_their_own_memories_in_the_page(echo, browser
     from selenium.webdriver.common.keys import Keys
 
     from echo.brain.users import user_key
-    from tests.e2e.conftest import GUEST_FACT
-    from tests.e2e.test_memory import memory_ready
 
     memory_ready(echo)
     browser.get(f"{echo.url}/ui/")
@@ -125,3 +122,29 @@ def test_a_user_with_their_key_sees_their_own_memories_in_the_page(echo, browser
     cited = [li.text for li in exchange.find_elements(By.CSS_SELECTOR, "details.memories li")]
     assert any(GUEST_FACT[0] in c for c in cited), cited  # her surfing, with where it is written
     assert all("/minji/" in c for c in cited), cited  # and nobody else's
+
+
+def test_the_page_keeps_a_conversation_across_messages_and_the_button_starts_a_new_one(instant, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    browser.get(f"{instant.url}/ui/")
+    browser.execute_script("sessionStorage.clear()")
+    browser.refresh()
+
+    def send(text: str) -> str:
+        before = len(browser.find_elements(By.CSS_SELECTOR, "#log .exchange"))
+        browser.find_element(By.ID, "prompt").send_keys(text, Keys.ENTER)
+        wait(browser, lambda: len(browser.find_elements(By.CSS_SELECTOR, "#log .exchange")) > before)
+        exchange = browser.find_elements(By.CSS_SELECTOR, "#log .exchange")[-1]
+        wait(browser, lambda: exchange.find_element(By.CSS_SELECTOR, ".reply").text and exchange.find_element(By.CSS_SELECTOR, ".status").text == "")
+        return browser.execute_script("return sessionStorage.getItem('echo-conversation')")
+
+    first = send("내 이름은 하늘이야")
+    second = send("내 이름이 뭐라고 했지?")
+    assert first and second == first  # the second message went on with the first's conversation
+    browser.find_element(By.ID, "new-conversation").click()
+    assert browser.find_elements(By.CSS_SELECTOR, "#log .exchange") == []
+    third = send("처음 뵙겠습니다")
+    assert third and third != first
+    screenshot(browser, "conversation.png")

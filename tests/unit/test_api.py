@@ -1,24 +1,18 @@
 """The HTTP layer (echo.http.app) over a Brain with fake circuits: status codes and error bodies."""
 
 import pytest
-from fastapi.testclient import TestClient
 
-from echo.brain.brain import Brain
-from echo.brain.identity import IdentitySource
+from echo.brain import users
+
 from echo.http.app import create_api
-from tests.fakes import FakeCircuit, FakeMemory, make_config
+from tests.fakes import CIRCUITS, FakeCircuit, FakeMemory, make_brain
 
 TOKEN = "api-test-token"
 
 
 @pytest.fixture
-def setup(tmp_path):
-    (tmp_path / "manifest").mkdir()
-    (tmp_path / "manifest" / "echo.txt").write_text("I am Echo.", encoding="utf-8")
-    cfg = make_config(tmp_path, max_prompt_chars=100)
-    memory = FakeMemory()
-    brain = Brain(cfg, {n: FakeCircuit(n) for n in ("emotion", "creation", "self")}, memory, IdentitySource(cfg.manifest_dir), TOKEN)
-    return TestClient(create_api(lambda: brain)), memory
+def setup(make_client):
+    return make_client(token=TOKEN, max_prompt_chars=100)
 
 
 def test_unknown_paths_and_methods_get_the_same_error_shape(setup):
@@ -37,7 +31,8 @@ def test_root_answers_get_and_head(setup):
 
 def test_ask_returns_the_merged_reply_and_each_circuit(setup):
     client, memory = setup
-    response = client.post("/api/ask", json={"prompt": "hello there", "user": "minji"})
+    key = {"Authorization": f"Bearer {users.user_key(TOKEN, 'minji')}"}
+    response = client.post("/api/ask", json={"prompt": "hello there", "user": "minji"}, headers=key)
     assert response.status_code == 200
     body = response.json()
     assert body["reply"] and set(body["circuits"]) == {"emotion", "creation", "self"}
@@ -90,9 +85,7 @@ def test_openapi_schema_documents_the_ask_body(setup):
     assert body["required"] == ["prompt"]
 
 
-def test_memory_search_and_insights_are_for_the_origin_only(tmp_path):
-    (tmp_path / "manifest").mkdir()
-    cfg = make_config(tmp_path)
+def test_memory_search_and_insights_are_for_the_origin_only(make_client):
     memory = FakeMemory(
         memories=[
             {
@@ -108,8 +101,7 @@ def test_memory_search_and_insights_are_for_the_origin_only(tmp_path):
         ],
         insight={"days": 1, "turns": 1},
     )
-    brain = Brain(cfg, {n: FakeCircuit(n) for n in ("emotion", "creation", "self")}, memory, IdentitySource(cfg.manifest_dir), TOKEN)
-    client = TestClient(create_api(lambda: brain))
+    client, _ = make_client(token=TOKEN, manifest=None, memory=memory)
     owner = {"Authorization": f"Bearer {TOKEN}"}
     for path in ("/api/memory/search?q=고양이", "/api/insights"):
         anonymous = client.get(path)
@@ -125,21 +117,18 @@ def test_memory_search_and_insights_are_for_the_origin_only(tmp_path):
     assert client.get("/api/memory/search?q=a&k=ten", headers=owner).status_code == 422
     memory.insight = None
     assert client.get("/api/insights", headers=owner).json()["error"]["code"] == "not_replayed_yet"
-    disabled = Brain(cfg, {n: FakeCircuit(n) for n in ("emotion", "creation", "self")}, memory, IdentitySource(cfg.manifest_dir), None)
-    refused = TestClient(create_api(lambda: disabled)).get("/api/insights", headers=owner)
+    disabled, _ = make_client(token=None, manifest=None, memory=memory)
+    refused = disabled.get("/api/insights", headers=owner)
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "privileged_disabled"
 
 
 @pytest.mark.parametrize("error, code", [("busy", "busy"), ("broken", "all_circuits_failed")])
-def test_no_circuit_answering_is_a_503_that_says_when_to_come_back(tmp_path, error, code):
+def test_no_circuit_answering_is_a_503_that_says_when_to_come_back(make_client, error, code):
     from ray.serve.exceptions import BackPressureError
 
-    (tmp_path / "manifest").mkdir()
-    cfg = make_config(tmp_path, retry_after_s=3)
     failure = BackPressureError(num_queued_requests=64, max_queued_requests=64) if error == "busy" else RuntimeError("model gone")
-    circuits = {n: FakeCircuit(n, error=failure) for n in ("emotion", "creation", "self")}
-    memory = FakeMemory()
-    client = TestClient(create_api(lambda: Brain(cfg, circuits, memory, IdentitySource(cfg.manifest_dir), TOKEN)))
+    circuits = {n: FakeCircuit(n, error=failure) for n in CIRCUITS}
+    client, memory = make_client(token=TOKEN, manifest=None, circuits=circuits, retry_after_s=3)
     for path, payload in (("/api/ask", {"prompt": "hello"}), ("/v1/chat/completions", {"model": "echo", "messages": [{"role": "user", "content": "hello"}]})):
         response = client.post(path, json=payload)
         assert response.status_code == 503 and response.headers["retry-after"] == "3"
@@ -147,13 +136,8 @@ def test_no_circuit_answering_is_a_503_that_says_when_to_come_back(tmp_path, err
     assert memory.saved == []  # nothing answered, nothing saved
 
 
-def test_a_reply_that_cannot_be_saved_still_comes_marked_unsaved(tmp_path):
-    (tmp_path / "manifest").mkdir()
-    cfg = make_config(tmp_path)
-    memory = FakeMemory(error=OSError(28, "No space left on device"))
-    client = TestClient(
-        create_api(lambda: Brain(cfg, {n: FakeCircuit(n) for n in ("emotion", "creation", "self")}, memory, IdentitySource(cfg.manifest_dir), TOKEN))
-    )
+def test_a_reply_that_cannot_be_saved_still_comes_marked_unsaved(make_client):
+    client, _ = make_client(token=TOKEN, manifest=None, memory=FakeMemory(error=OSError(28, "No space left on device")))
     body = client.post("/api/ask", json={"prompt": "hello"}).json()
     assert body["reply"] and body["saved"] is False and "No space left on device" in body["unsaved_reason"]
 
@@ -163,12 +147,12 @@ def test_past_the_ingress_limits_a_request_gets_a_json_503_in_its_routes_shape_a
 
     import httpx
 
-    (tmp_path / "manifest").mkdir()
-    cfg = make_config(tmp_path, brain_max_ongoing_requests=1, brain_max_queued_requests=1, retry_after_s=2)
-    circuits = {n: FakeCircuit(n, delay=0.5) for n in ("emotion", "creation", "self")}
+    circuits = {n: FakeCircuit(n, delay=0.5) for n in CIRCUITS}
     memory = FakeMemory()
-    app = create_api(lambda: brain, limits=cfg)
-    brain = Brain(cfg, circuits, memory, IdentitySource(cfg.manifest_dir), TOKEN)
+    brain = make_brain(
+        tmp_path, token=TOKEN, manifest=None, circuits=circuits, memory=memory, brain_max_ongoing_requests=1, brain_max_queued_requests=1, retry_after_s=2
+    )
+    app = create_api(lambda: brain, limits=brain.config)
 
     async def burst():
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://echo") as client:

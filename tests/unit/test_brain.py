@@ -1,14 +1,15 @@
 """The brain's logic with fake circuits and no Ray: routing, merging, degrading, gating."""
 
 import asyncio
+import functools
 import json
 
 import pytest
 
 from echo.brain import users
-from echo.brain.brain import AskError, Brain
-from echo.brain.identity import IdentitySource
-from tests.fakes import FakeCircuit, FakeMemory, make_config
+from echo.brain.brain import AskError
+from tests import fakes
+from tests.fakes import FakeCircuit, FakeMemory
 
 TOKEN = "origin-token-for-tests"
 
@@ -21,10 +22,8 @@ def manifest(tmp_path):
     return folder
 
 
-def make_brain(tmp_path, circuits=None, memory=None, token=TOKEN, **config):
-    circuits = circuits or {n: FakeCircuit(n) for n in ("emotion", "creation", "self")}
-    cfg = make_config(tmp_path, **config)
-    return Brain(cfg, circuits, memory or FakeMemory(), IdentitySource(cfg.manifest_dir), token)
+# A Brain over fakes with this module's token; its identity is what the manifest fixture wrote.
+make_brain = functools.partial(fakes.make_brain, token=TOKEN, manifest=None)
 
 
 def ask(brain, prompt, **kwargs):
@@ -280,13 +279,15 @@ def test_a_user_with_their_key_recalls_only_their_own_memories(tmp_path, manifes
 @pytest.mark.parametrize(
     "authorization", [None, "Bearer not-a-key", f"Bearer {users.user_key(TOKEN, 'sora')}", f"Bearer {users.user_key('another-token', 'minji')}"]
 )
-def test_a_user_name_without_its_key_recalls_nothing(tmp_path, manifest, authorization):
+def test_a_user_name_without_its_key_is_refused_and_nothing_is_saved(tmp_path, manifest, authorization):
     memory = FakeMemory(memories=MEMORIES)
     brain = make_brain(tmp_path, memory=memory)
-    body = ask(brain, "what do I do at the beach?", user="minji", authorization=authorization)
-    assert body["reply"] and body["memories"] == [] and memory.searches == []  # a name is only a claim
-    events = asyncio.run(collect(brain.stream_ask("what do I do at the beach?", user="minji", authorization=authorization)))
-    assert events[0]["memories"] == [] and memory.searches == []
+    with pytest.raises(AskError) as refused:
+        ask(brain, "what do I do at the beach?", user="minji", authorization=authorization)
+    assert refused.value.status == 401 and "echo-server user-key minji" in refused.value.message
+    with pytest.raises(AskError):
+        asyncio.run(collect(brain.stream_ask("what do I do at the beach?", user="minji", authorization=authorization)))
+    assert memory.saved == [] and memory.searches == []  # nobody writes in another's name
 
 
 async def collect(events):

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from echo.config import DEFAULT_CONFIG
 from echo.memory.store import append_exchange, exchange_lines
 from echo_cli import main
-from tests.unit.test_memory_store import NOW
+from tests.samples import CAT, NOW, TRIP, write
 
 
 def config_in(tmp_path):
@@ -41,8 +41,6 @@ def test_restore_without_a_backup_or_with_a_bad_config_says_what_to_do(tmp_path)
 
 
 def test_replay_and_search_from_the_shell(tmp_path):
-    from tests.unit.test_replay import CAT, TRIP, write
-
     memory = tmp_path / "mem"
     write(memory, "day0901/origin/part1.txt", CAT)
     write(memory, "day0902/origin/part1.txt", TRIP)
@@ -108,3 +106,49 @@ def test_user_key_prints_the_key_the_owner_hands_a_user():
     for bad in ("origin", "../x", ""):
         refused = CliRunner(env={"ECHO_ORIGIN_TOKEN": "owner-secret-123"}).invoke(main, ["user-key", bad])
         assert refused.exit_code == 1 and "not a user name" in refused.output
+
+
+def test_ask_streams_the_reply_in_the_answers_order_and_keeps_the_conversation(tmp_path, monkeypatch):
+    import http.server
+    import threading
+
+    def sse(name, data):
+        return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+    seen = []
+    answer = "".join(
+        [
+            sse("start", {"route": "circuits", "merge": "concat", "order": ["emotion", "self"], "conversation": "conv-1", "context": [], "memories": []}),
+            sse("token", {"circuit": "self", "text": "나는"}),
+            sse("token", {"circuit": "emotion", "text": "반가워"}),
+            sse("circuit_done", {"circuit": "emotion"}),
+            sse("circuit_done", {"circuit": "self"}),
+            sse("done", {"reply": "반가워\n\n나는", "conversation": "conv-1", "context": [{"prompt": "안녕"}], "memories": [], "failed": {}}),
+        ]
+    ).encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            seen.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    url = f"http://127.0.0.1:{server.server_port}"
+    try:
+        first = CliRunner().invoke(main, ["ask", "안녕", "--url", url])
+        assert first.exit_code == 0, first.output
+        assert first.stdout.startswith("반가워\n\n나는")  # emotion first: the order the answer gave
+        assert "conversation: conv-1 (1 earlier exchanges" in first.stderr
+        CliRunner().invoke(main, ["ask", "또 안녕", "--url", url])
+        CliRunner().invoke(main, ["ask", "새로", "--url", url, "--new"])
+        assert "conversation" not in seen[0] and seen[1]["conversation"] == "conv-1" and "conversation" not in seen[2]
+    finally:
+        server.shutdown()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import numpy as np
 import pytest
 
 from echo.memory.dense import E5Embedder, VectorStore
 from echo.memory.replay import replay
 from echo.memory.search import Memory, MemorySearch, estimate_tokens, memory_block, within_budget
-from tests.unit.test_replay import CAT, TRIP, write
+from tests.samples import CAT, TRIP, write
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +124,7 @@ def test_memories_fit_the_token_budget_best_first():
 
 
 def test_the_memory_block_cites_each_memory():
-    block = memory_block([memory("모카라는 고양이")])
+    block = memory_block([memory("모카라는 고양이")], date(2025, 9, 20))
     assert "[1] day0901 user (day0901/origin/part1.txt:1-2): 모카라는 고양이" in block
     assert estimate_tokens("고양이") == 3 and estimate_tokens("abcdefgh") == 2
 
@@ -157,3 +159,21 @@ def test_a_huge_turn_is_found_whole_but_shown_by_its_start(tmp_path):
     replay(tmp_path / "memory", tmp_path / "index")
     found = MemorySearch(tmp_path / "index").search("마지막문장", 1, mode="lexical")
     assert found[0].path == "day0905/origin/part1.txt" and found[0].text.endswith(" …") and len(found[0].text) == TEXT_CHARS + 2
+
+
+def test_a_memory_shows_its_date_and_how_long_ago_it_was():
+    dated = Memory("day0508/origin/part1.txt", 1, 2, "day0508", "origin", "user", "모카를 입양했어", 0.1, "2025-05-08")
+    block = memory_block([dated], date(2025, 5, 29))
+    assert "[1] 2025-05-08, 3 weeks ago user (day0508/origin/part1.txt:1-2): 모카를 입양했어" in block
+
+
+def test_search_results_carry_the_date_of_their_day_folder(tmp_path):
+    import os
+
+    write(tmp_path / "memory", "day1230/origin/part1.txt", CAT)
+    part = tmp_path / "memory" / "day1230/origin/part1.txt"
+    written = 1767225600  # 2026-01-01 00:00 UTC: the folder's 30 December is the one just before
+    os.utime(part, (written, written))
+    replay(tmp_path / "memory", tmp_path / "index")
+    found = MemorySearch(tmp_path / "index", timezone="UTC").search("고양이", 1, mode="lexical")
+    assert found and found[0].date == "2025-12-30"

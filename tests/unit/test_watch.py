@@ -101,3 +101,42 @@ def test_wait_for_quiet_goes_at_the_first_quiet_moment():
     # Requests for 0.4 s, then none.
     waited = wait_for_quiet(lambda: min(clock.now, start + 0.4), 0.15, 1.0, clock=clock, sleep=clock.sleep)
     assert 0.55 <= waited < 0.75
+
+
+def test_echos_own_saves_are_told_from_changes_made_by_others(tmp_path):
+    from echo.memory.watch import OwnWrites
+
+    memory = tmp_path / "memory"
+    part = memory / "day0101" / "minji" / "part1.txt"
+    part.parent.mkdir(parents=True)
+    part.write_text("나의 말:\n안녕\n", encoding="utf-8")
+    own = OwnWrites(memory)
+    stat = part.stat()
+    own.expect("day0101/minji/part1.txt", stat.st_size, stat.st_mtime_ns)
+    assert not own.foreign({str(part), str(part.parent), str(part.parent.parent)})  # the save, and the folders it made
+    with part.open("a", encoding="utf-8") as handle:
+        handle.write("에코의 말:\n누가 덧붙였어\n")  # someone else wrote after Echo's save
+    assert own.foreign({str(part)})
+    other = memory / "day0101" / "sora" / "part1.txt"
+    other.parent.mkdir()
+    other.write_text("나의 말:\n새 파트\n", encoding="utf-8")
+    assert own.foreign({str(other)}) and own.foreign({str(other.parent)})  # a part nobody told it of
+    part.unlink()
+    assert own.foreign({str(part)})  # a deletion is always news
+
+
+def test_a_coalescer_with_a_delay_calls_once_after_it(tmp_path):
+    calls = []
+    coalescer = Coalescer(lambda: calls.append(time.monotonic()), interval=0.01, delay=0.2)
+    try:
+        started = time.monotonic()
+        coalescer.poke()
+        time.sleep(0.05)
+        coalescer.poke()  # inside the delay: the same call
+        deadline = time.monotonic() + 5
+        while not calls and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)
+        assert len(calls) == 1 and calls[0] - started >= 0.2
+    finally:
+        coalescer.stop()
