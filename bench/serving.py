@@ -28,17 +28,13 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import percentile  # noqa: E402
 from echo.config import CIRCUIT_NAMES, DEFAULT_CONFIG, REPO_ROOT, parse_config  # noqa: E402
 from echo.llm.engine import LlamaEngine  # noqa: E402
 from echo.llm.models import check_models
 
 STORY = [{"role": "user", "content": "Write a long story about a lighthouse keeper and the sea."}]
 ASK = "I had a long day at work and I am tired. What should I do this evening?"
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def make_config(home: Path, port: int, max_tokens: int, engine: str) -> dict:
@@ -103,6 +99,7 @@ def main() -> None:
         serve.delete("echo")
         serve.run(build_from_config(fake), name="fake", route_prefix="/fake")
         overhead = brain_overhead(url, client, args)
+        brain_overhead_context(url, client, args)
         serve.delete("fake")  # one Echo at a time (its detached memory actors stay, idle: nothing saves there)
         serve.run(build_from_config(fake_e5), name="fake_e5", route_prefix="/fake_e5")
         brain_overhead_e5(url, client, args, overhead)
@@ -175,10 +172,16 @@ def concat_vs_sequential(real, url, client, args) -> None:
     )
 
 
-def overhead_of(url: str, client: httpx.Client, app: str, headers: dict, i: int) -> tuple[float, dict]:
-    """End-to-end milliseconds of one /api/ask minus its slowest circuit's, and the body."""
+def overhead_of(url: str, client: httpx.Client, app: str, headers: dict, i: int, conversation: str | None = None) -> tuple[float, dict]:
+    """End-to-end milliseconds of one /api/ask minus its slowest circuit's, and the body: as
+    the user "bench" with headers (its key), as a guest without."""
+    payload = {
+        "prompt": f"ping number {i} from the bench",
+        **({"user": "bench"} if headers else {}),
+        **({"conversation": conversation} if conversation else {}),
+    }
     t = time.perf_counter()
-    body = client.post(f"{url}{app}/api/ask", json={"prompt": f"ping number {i} from the bench", "user": "bench"}, headers=headers).json()
+    body = client.post(f"{url}{app}/api/ask", json=payload, headers=headers).json()
     return (time.perf_counter() - t) * 1000 - max(c["latency_ms"] for c in body["circuits"].values()), body
 
 
@@ -257,6 +260,23 @@ def brain_overhead(url, client, args) -> float:
         f"brain_overhead_guest: p50 {percentile(guest, 50):.1f} ms, p95 {percentile(guest, 95):.1f} ms over {n} requests taken in turn with the above, as a guest: no recall"
     )
     return percentile(user, 50)
+
+
+def brain_overhead_context(url, client, args) -> None:
+    """3b. The same user, each request going on with one conversation: six earlier exchanges
+    read back and put into every circuit's prompt."""
+    conversation = None
+    for i in range(7):  # six exchanges before the first timed one
+        conversation = overhead_of(url, client, "/fake", bench_key(), i, conversation)[1]["conversation"]
+    timed, contexts = [], []
+    for i in range(7, 7 + args.overhead_requests):
+        ms, body = overhead_of(url, client, "/fake", bench_key(), i, conversation)
+        timed.append(ms)
+        contexts.append(len(body["context"]))
+    print(
+        f"brain_overhead_context: p50 {percentile(timed, 50):.1f} ms, p95 {percentile(timed, 95):.1f} ms over {args.overhead_requests} requests "
+        f"in one conversation with a {min(contexts)}-{max(contexts)}-exchange context, lexical recall and instant circuits (target p50 <= 30 ms)"
+    )
 
 
 def brain_overhead_e5(url, client, args, lexical_p50: float) -> None:
