@@ -87,7 +87,7 @@ def build_from_config(config: EchoConfig) -> Application:
         name: LLMCircuit.options(
             name=deployment_name(name),
             num_replicas=c.replicas,
-            max_ongoing_requests=c.max_ongoing_requests,
+            max_ongoing_requests=c.n_parallel,  # one request per slot: the rest wait in Serve's queue, not inside a replica
             max_queued_requests=c.max_queued_requests,
             backpressure_config=backpressure,
             ray_actor_options={"num_cpus": c.num_cpus, "num_gpus": c.num_gpus},

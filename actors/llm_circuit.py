@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +28,13 @@ class LLMCircuit:
         self.model_path = Path(model_path) if model_path else None
         self._state, self._reason, self._engine = "loading", None, None
         self._loaded = asyncio.Event()
-        self._turn = asyncio.Lock()  # one generation at a time per model; scale with replicas
+        # engine.chat blocks until its reply is done: one thread per slot, so that every slot can be busy.
+        self._threads = ThreadPoolExecutor(max_workers=self.config.n_parallel, thread_name_prefix=f"chat-{name}")
         # Load in the background so the replica (and with it the HTTP port) is up at once;
         # /health shows "loading" until the model is in memory.
         loop = asyncio.get_running_loop()
         threading.Thread(target=self._load, args=(loop,), name=f"load-{name}", daemon=True).start()
+        self._reporter = loop.create_task(self._report())
 
     def _load(self, loop: asyncio.AbstractEventLoop) -> None:
         try:
@@ -54,25 +58,38 @@ class LLMCircuit:
             "reason": self._reason,
             "model": self.model_path.name if self.model_path else self.config.engine,
             "replica": serve.get_replica_context().replica_id.unique_id,
+            # The slots (n_parallel) generating, requests waiting for one, tokens/s of all together.
+            "load": self._engine.stats() if self._engine is not None else None,
         }
+
+    async def _report(self) -> None:
+        """The engine's load as gauges, every second (Ray exports them to Prometheus)."""
+        replica = serve.get_replica_context().replica_id.unique_id
+        while True:
+            await asyncio.sleep(1)
+            if self._engine is not None:
+                load, tags = self._engine.stats(), {"circuit": self.name, "replica": replica}
+                metrics.circuit_slots_busy().set(load["busy"], tags=tags)
+                metrics.circuit_queued().set(load["queued"], tags=tags)
+                metrics.circuit_tokens_per_second().set(load["tokens_per_s"], tags=tags)
 
     async def generate(self, messages: Messages, **options: Any) -> Completion:
         """A whole chat completion; cancelling the request stops the model between tokens."""
         engine = await self._ready_engine()
         cancel = threading.Event()
-        async with self._turn:
-            try:
-                completion = await asyncio.to_thread(engine.chat, messages, cancel=cancel, **options)
-            except asyncio.CancelledError:
-                cancel.set()
-                raise
+        try:
+            completion = await self._chat(engine, messages, cancel=cancel, **options)
+        except asyncio.CancelledError:
+            cancel.set()  # its slot is free at the engine's next step
+            raise
         self._measure(completion)
         return completion
 
+    def _chat(self, engine, messages: Messages, **options: Any) -> asyncio.Future:
+        return asyncio.get_running_loop().run_in_executor(self._threads, functools.partial(engine.chat, messages, **options))
+
     def _measure(self, completion: Completion) -> None:
-        tags = {"circuit": self.name}
-        metrics.circuit_latency().observe(completion.latency_ms / 1000, tags=tags)
-        metrics.circuit_tokens_per_second().set(completion.tokens_per_s, tags=tags)
+        metrics.circuit_latency().observe(completion.latency_ms / 1000, tags={"circuit": self.name})
 
     async def stream(self, messages: Messages, **options: Any) -> AsyncIterator[dict]:
         """The completion token by token: {"token": text} events, then {"done": completion}."""
@@ -80,23 +97,16 @@ class LLMCircuit:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
         cancel = threading.Event()
-        async with self._turn:
-            work = asyncio.ensure_future(
-                asyncio.to_thread(
-                    engine.chat,
-                    messages,
-                    on_token=lambda piece: loop.call_soon_threadsafe(queue.put_nowait, piece),
-                    cancel=cancel,
-                    **options,
-                )
-            )
-            work.add_done_callback(lambda _: queue.put_nowait(None))
-            try:
-                while (piece := await queue.get()) is not None:
-                    yield {"token": piece}
-                self._measure(work.result())
-                yield {"done": work.result()}
-            finally:
-                if not work.done():
-                    cancel.set()
-                    await asyncio.shield(work)  # keep the lock until the model has stopped
+        work = asyncio.ensure_future(
+            self._chat(engine, messages, on_token=lambda piece: loop.call_soon_threadsafe(queue.put_nowait, piece), cancel=cancel, **options)
+        )
+        work.add_done_callback(lambda _: queue.put_nowait(None))
+        try:
+            while (piece := await queue.get()) is not None:
+                yield {"token": piece}
+            self._measure(work.result())
+            yield {"done": work.result()}
+        finally:
+            if not work.done():
+                cancel.set()
+                await asyncio.shield(work)  # the request ends once its slot is free

@@ -46,7 +46,19 @@ def circuit_latency() -> metrics.Histogram:
 
 @functools.cache
 def circuit_tokens_per_second() -> metrics.Gauge:
-    return metrics.Gauge("echo_circuit_tokens_per_second", "Generation speed of a circuit's last answer.", tag_keys=("circuit",))
+    return metrics.Gauge(
+        "echo_circuit_tokens_per_second", "Tokens per second of all of a circuit replica's slots together, over the last 5 s.", tag_keys=("circuit", "replica")
+    )
+
+
+@functools.cache
+def circuit_slots_busy() -> metrics.Gauge:
+    return metrics.Gauge("echo_circuit_slots_busy", "A circuit replica's slots (n_parallel) generating now.", tag_keys=("circuit", "replica"))
+
+
+@functools.cache
+def circuit_queued() -> metrics.Gauge:
+    return metrics.Gauge("echo_circuit_queued", "Requests inside a circuit replica waiting for a free slot.", tag_keys=("circuit", "replica"))
 
 
 @functools.cache

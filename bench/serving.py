@@ -10,6 +10,11 @@
    circuits, over HTTP: lexical recall and save included.       target: p50 <= 30 ms
    Beside it, in the same run, a guest's (no recall) and one with the question also
    embedded by e5 on the CPU (a model's time, like the circuits').
+4. Continuous batching (issue 16): one circuit, 4 streams at once against 1, through Serve:
+   tokens/s of the 4 together                                   target: >= 2.5x the one
+   each stream's tokens/s                                       target: >= 0.6x the one
+   and one stream of the batched engine against llama-cpp-python's Llama, the engine before
+   batching, both in this process                               target: ratio >= 0.95
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import percentile  # noqa: E402
 from echo.config import CIRCUIT_NAMES, DEFAULT_CONFIG, REPO_ROOT, parse_config  # noqa: E402
-from echo.llm.engine import LlamaEngine  # noqa: E402
+from echo.llm.batched import LlamaEngine  # noqa: E402
 from echo.llm.models import check_models
 
 STORY = [{"role": "user", "content": "Write a long story about a lighthouse keeper and the sea."}]
@@ -59,7 +64,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=96)
     parser.add_argument("--overhead-requests", type=int, default=200)
     parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--only", choices=["direct", "concat", "overhead"], help="run one of the three figures")
+    parser.add_argument("--only", choices=["direct", "batching", "concat", "overhead"], help="run one of the four figures")
     args = parser.parse_args()
 
     import ray
@@ -92,6 +97,9 @@ def main() -> None:
 
     if run("direct"):
         serve_vs_direct(real, args)
+    if run("batching"):
+        batching(real, args)
+        single_vs_unbatched(real, args)
     if run("concat"):
         concat_vs_sequential(real, url, client, args)
     if run("overhead"):
@@ -134,6 +142,80 @@ def serve_vs_direct(real, args) -> None:
         f"serve_vs_direct: direct {d:.1f} tok/s, through Serve {s:.1f} tok/s "
         f"({answer.completion_tokens} tokens, n_threads={circuit.n_threads}, median of {args.rounds}), "
         f"ratio {s / d:.2f} (target >= 0.9)"
+    )
+
+
+def _stream(handle, max_tokens: int) -> tuple[int, float, float]:
+    """One streamed answer through a circuit: its tokens, when it was asked and when it ended."""
+    started = time.perf_counter()
+    done = None
+    for item in handle.options(stream=True).stream.remote(STORY, max_tokens=max_tokens, greedy=True):
+        done = item.get("done", done)
+    return done.completion_tokens, started, time.perf_counter()
+
+
+def batching(real, args) -> None:
+    """4. One circuit, 4 streams at once against 1: tokens/s together and each stream's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ray import serve
+
+    from serve_app import deployment_name
+
+    circuit = real.circuits["emotion"]
+    handle = serve.get_deployment_handle(deployment_name("emotion"), app_name="echo")
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: _stream(handle, 8), range(4)))  # every slot holds the prompt, as in use
+        one_tps, together_tps, each_tps, tokens = [], [], [], []
+        for _ in range(args.rounds):  # interleaved, so drift in machine load hits both alike
+            n, start, end = _stream(handle, args.max_tokens)
+            one_tps.append(n / (end - start))
+            streams = list(pool.map(lambda _: _stream(handle, args.max_tokens), range(4)))
+            together_tps.append(sum(n for n, _, _ in streams) / (max(e for _, _, e in streams) - min(s for _, s, _ in streams)))
+            each_tps += [n / (end - start) for n, start, end in streams]
+            tokens += [n for n, _, _ in streams]
+    one, together, each = statistics.median(one_tps), statistics.median(together_tps), statistics.median(each_tps)
+    print(
+        f"batching: one circuit (n_parallel {circuit.n_parallel}, n_threads={circuit.n_threads}) through Serve, 1 stream {one:.1f} tok/s; "
+        f"4 streams at once {together:.1f} tok/s together = {together / one:.2f}x (target >= 2.5), each stream {each:.1f} tok/s = "
+        f"{each / one:.2f}x (target >= 0.6) ({min(tokens)}-{max(tokens)} tokens a stream, medians of {args.rounds} rounds)"
+    )
+
+
+def single_vs_unbatched(real, args) -> None:
+    """4. One stream of the batched engine against llama-cpp-python's Llama, the engine before
+    batching (one request at a time, streamed the way it streamed), both in this process."""
+    from llama_cpp import Llama
+
+    circuit = real.circuits["emotion"]
+    path = check_models(real)["emotion"]
+    batched = LlamaEngine(circuit, path)
+    seed = circuit.sampling.seed if circuit.sampling.seed is not None else 0xFFFFFFFF
+    llama = Llama(model_path=str(path), n_ctx=circuit.n_ctx, n_threads=circuit.n_threads, n_threads_batch=circuit.n_threads, seed=seed, verbose=False)
+
+    def unbatched() -> int:
+        chunks = llama.create_chat_completion(
+            messages=STORY, max_tokens=args.max_tokens, temperature=0.0, top_p=1.0, top_k=1, repeat_penalty=circuit.sampling.repeat_penalty, stream=True
+        )
+        return sum(1 for chunk in chunks if chunk["choices"][0]["delta"].get("content"))
+
+    unbatched()  # warm both prompt caches
+    batched.chat(STORY, max_tokens=8, greedy=True)
+    before, after, tokens = [], [], 0
+    for _ in range(args.rounds):  # interleaved, so drift in machine load hits both alike
+        t = time.perf_counter()
+        unbatched()
+        seconds = time.perf_counter() - t
+        t = time.perf_counter()
+        tokens = batched.chat(STORY, max_tokens=args.max_tokens, greedy=True).completion_tokens
+        after.append(tokens / (time.perf_counter() - t))
+        before.append(tokens / seconds)  # the same reply: greedy, same tokens
+    batched.close()
+    llama.close()
+    b, a = statistics.median(before), statistics.median(after)
+    print(
+        f"single_vs_unbatched: one stream in this process, the batched engine {a:.1f} tok/s, llama-cpp-python's Llama (the engine before batching) "
+        f"{b:.1f} tok/s ({tokens} tokens, median of {args.rounds}), ratio {a / b:.2f} (target >= 0.95)"
     )
 
 

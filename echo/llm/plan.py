@@ -6,7 +6,8 @@ architecture, the shapes, and every tensor's type and size, never the weights. P
   weights   the tensors of the offloaded layers (with -1 every block and the output
             layer; llama.cpp keeps the token embeddings in CPU memory)
   KV cache  2 (K and V) x offloaded layers x KV heads x head size x context x 2 bytes (f16,
-            llama.cpp's default cache type)
+            llama.cpp's default cache type), for every slot (n_parallel): each slot holds
+            n_ctx tokens of its own
   compute   llama.cpp's work buffers for one 512-token batch: the logits (vocab x batch x
             4 bytes), attention scores (heads x batch x context x 4) and activations
             (embedding x batch x 4 x 8)
@@ -103,6 +104,7 @@ class CircuitPlan:
     circuit: str
     model: str
     gpu_layers: int
+    slots: int  # n_parallel
     weights: int  # bytes on the GPU
     kv_cache: int
     compute: int
@@ -136,9 +138,10 @@ def plan_circuit(name: str, circuit: CircuitConfig, shape: ModelShape, model: st
         elif tensor.startswith("output") or (tied and tensor == "token_embd.weight"):
             weights += size if everything else 0  # the output layer (tied: a copy of the embeddings)
     if on_gpu == 0:
-        return CircuitPlan(name, model, 0, 0, 0, 0, 0, circuit.num_gpus)
+        return CircuitPlan(name, model, 0, circuit.n_parallel, 0, 0, 0, 0, circuit.num_gpus)
     compute = 4 * BATCH * (shape.vocab + shape.heads * circuit.n_ctx + 8 * shape.embedding)
-    return CircuitPlan(name, model, on_gpu, weights, kv_cache_bytes(shape, on_gpu, circuit.n_ctx), compute, CUDA_CONTEXT_BYTES, circuit.num_gpus)
+    kv_cache = kv_cache_bytes(shape, on_gpu, circuit.n_ctx) * circuit.n_parallel
+    return CircuitPlan(name, model, on_gpu, circuit.n_parallel, weights, kv_cache, compute, CUDA_CONTEXT_BYTES, circuit.num_gpus)
 
 
 @dataclass(frozen=True)
@@ -165,6 +168,10 @@ def plan(config: EchoConfig, gpu_bytes: int) -> Plan:
         path = resolve_model_path(name, circuit.model) if circuit.model.startswith("embedded:") else Path(circuit.model).expanduser()
         circuits.append(plan_circuit(name, circuit, read_shape(path), path.name))
     warnings = []
+    if sum(c.total for c in circuits) > gpu_bytes and any(c.slots > 1 for c in circuits):
+        slots = slots_that_fit(circuits, gpu_bytes)
+        if slots:
+            warnings.append("with fewer slots it fits: " + ", ".join(f"circuits.{n}.n_parallel {k}" for n, k in slots.items()))
     for c in circuits:
         share = c.total / gpu_bytes
         if not c.gpu_layers or abs(share - c.num_gpus) <= 0.15:
@@ -179,18 +186,36 @@ def plan(config: EchoConfig, gpu_bytes: int) -> Plan:
     return Plan(circuits, gpu_bytes, warnings)
 
 
+def slots_that_fit(circuits: list[CircuitPlan], gpu_bytes: int) -> dict[str, int] | None:
+    """The most slots per circuit that fit, given up one at a time by the circuit whose slot
+    holds the largest KV cache; None when one slot each does not fit either."""
+    slots = {c.circuit: c.slots for c in circuits}
+    per_slot = {c.circuit: c.kv_cache // c.slots for c in circuits}
+    total = sum(c.total for c in circuits)
+    while total > gpu_bytes:
+        fewer = [n for n in slots if slots[n] > 1 and per_slot[n] > 0]
+        if not fewer:
+            return None
+        largest = max(fewer, key=lambda n: per_slot[n])
+        slots[largest] -= 1
+        total -= per_slot[largest]
+    return slots
+
+
 def render(result: Plan) -> str:
     def gib(n: int) -> str:
         return f"{n / GiB:6.2f}"
 
     rows = [
-        f"{'circuit':<10} {'model':<42} {'layers':>6} {'weights':>8} {'KV':>7} {'compute':>8} {'CUDA':>6} {'total':>7} {'share':>6} {'num_gpus':>8}   (GiB)"
+        f"{'circuit':<10} {'model':<42} {'layers':>6} {'slots':>5} {'weights':>8} {'KV':>7} {'compute':>8} {'CUDA':>6} {'total':>7} {'share':>6} {'num_gpus':>8}   (GiB)"
     ]
     for c in result.circuits:
         rows.append(
-            f"{c.circuit:<10} {c.model[:42]:<42} {c.gpu_layers:>6} {gib(c.weights):>8} {gib(c.kv_cache):>7} {gib(c.compute):>8} "
+            f"{c.circuit:<10} {c.model[:42]:<42} {c.gpu_layers:>6} {c.slots:>5} {gib(c.weights):>8} {gib(c.kv_cache):>7} {gib(c.compute):>8} "
             f"{gib(c.overhead):>6} {gib(c.total):>7} {c.total / result.gpu_bytes:>6.0%} {c.num_gpus:>8g}"
         )
     verdict = "fits" if result.fits else "DOES NOT FIT"
-    rows.append(f"{'all':<10} {'':<42} {'':>6} {'':>8} {'':>7} {'':>8} {'':>6} {gib(result.total):>7} GiB of {result.gpu_bytes / GiB:.1f} GiB: {verdict}")
+    rows.append(
+        f"{'all':<10} {'':<42} {'':>6} {'':>5} {'':>8} {'':>7} {'':>8} {'':>6} {gib(result.total):>7} GiB of {result.gpu_bytes / GiB:.1f} GiB: {verdict}"
+    )
     return "\n".join(rows + [f"warning: {w}" for w in result.warnings])
