@@ -110,9 +110,9 @@ class Brain:
         return await self.answer(self.prepare(prompt, user, authorization, **thread))
 
     async def stream_ask(self, prompt: str, user: str | None = None, authorization: str | None = None, **thread: Any) -> AsyncIterator[dict]:
-        """ask(), as events while it happens: "start" (route, user, merge, order, memories),
-        then per circuit "circuit_start", "token"s and "circuit_done" or "circuit_failed", then
-        "done" with everything ask() returns. Identity and project answers have no circuit
+        """ask(), as events while it happens: "start" (route, user, conversation, context, merge,
+        order, memories), then per circuit "circuit_start", "token"s and "circuit_done" or
+        "circuit_failed", then "done" with everything ask() returns. Identity and project answers have no circuit
         events. AskError comes before the first event for bad input, and after the circuit
         events when every circuit failed."""
         request = self.prepare(prompt, user, authorization, **thread)

@@ -189,3 +189,22 @@ def test_the_memory_actor_killed_comes_back_and_reconciles(echo):
     wait_for(restarted, timeout=120, what="the restarted memory actor")
     assert [h["path"] for h in wait_for(lambda: found(echo, word), what="the part written while it was down")] == ["day0924/origin/part1.txt"]
     assert echo.ask({"prompt": "다시 살아났니?"}).json()["saved"] is True  # and it writes again
+
+
+def test_echos_own_saves_do_not_send_the_watchdog_back_to_the_memory_actor(instant):
+    import ray
+
+    from actors.memory_actor import NAMESPACE, watchdog_name
+
+    memory_ready(instant)
+    watchdog = ray.get_actor(watchdog_name(instant.home / "memory"), namespace=NAMESPACE)
+    before = ray.get(watchdog.status.remote(), timeout=10)
+    for n in range(3):
+        assert instant.ask({"prompt": f"그냥 하는 말 {n}"}).json()["saved"] is True
+    after = wait_for(
+        lambda: (s := ray.get(watchdog.status.remote(), timeout=10))["own_saves_seen"] > before["own_saves_seen"] and s,
+        timeout=30,
+        what="the watchdog telling Echo's saves from others' changes",
+    )
+    assert after["events"]["memory"] > before["events"]["memory"]  # it saw the writes
+    assert after["memory_updates_requested"] == before["memory_updates_requested"]  # and nudged nobody for them
