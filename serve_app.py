@@ -19,7 +19,7 @@ from ray.serve.config import BackpressureConfig
 
 from actors.echo_brain import EchoBrain
 from actors.llm_circuit import LLMCircuit
-from echo.config import EchoConfig, fit_to_hardware, load_config
+from echo.config import CircuitConfig, EchoConfig, fit_to_hardware, load_config
 from echo.llm.models import check_models
 
 log = logging.getLogger("echo")
@@ -74,6 +74,23 @@ def deployment_name(circuit: str) -> str:
     return f"{circuit.capitalize()}Circuit"  # EmotionCircuit, CreationCircuit, SelfCircuit
 
 
+def replica_count(circuit: CircuitConfig) -> dict[str, Any]:
+    """A fixed number of replicas, or Serve's autoscaling by the requests each replica holds."""
+    if circuit.autoscaling is None:
+        return {"num_replicas": circuit.replicas or 1}
+    a = circuit.autoscaling
+    return {
+        "autoscaling_config": {
+            "min_replicas": a.min_replicas,
+            "initial_replicas": a.min_replicas,
+            "max_replicas": a.max_replicas,
+            "target_ongoing_requests": a.target_ongoing_requests,
+            "upscale_delay_s": a.upscale_delay_s,
+            "downscale_delay_s": a.downscale_delay_s,
+        }
+    }
+
+
 def build_from_config(config: EchoConfig) -> Application:
     """The Serve application for a validated config: three circuits behind EchoBrain."""
     config, notes = fit_to_hardware(config, gpus_available())
@@ -86,11 +103,11 @@ def build_from_config(config: EchoConfig) -> Application:
     circuits = {
         name: LLMCircuit.options(
             name=deployment_name(name),
-            num_replicas=c.replicas,
+            **replica_count(c),
             max_ongoing_requests=c.n_parallel,  # one request per slot: the rest wait in Serve's queue, not inside a replica
             max_queued_requests=c.max_queued_requests,
             backpressure_config=backpressure,
-            ray_actor_options={"num_cpus": c.num_cpus, "num_gpus": c.num_gpus},
+            ray_actor_options={"num_cpus": c.num_cpus, "num_gpus": c.num_gpus, "resources": dict(c.resources)},
         ).bind(name, c.model_dump(mode="json"), str(models[name]) if name in models else None)
         for name, c in config.circuits.items()
     }
@@ -100,7 +117,7 @@ def build_from_config(config: EchoConfig) -> Application:
         num_replicas=config.brain_replicas,
         max_ongoing_requests=config.brain_max_ongoing_requests + max(config.brain_max_queued_requests, 0) + INGRESS_HEADROOM,
         max_queued_requests=-1,
-        ray_actor_options={"num_cpus": 0},
+        ray_actor_options={"num_cpus": 0, "resources": dict(config.brain_resources)},
     ).bind(config.model_dump(mode="json"), circuits)
 
 

@@ -101,7 +101,9 @@ class CircuitConfig(Strict):
     autoscaling: Autoscaling | None = Field(
         None, description="Serve autoscaling between min_replicas and max_replicas by the requests each replica holds; unset: a fixed `replicas`."
     )
-    replicas: int = Field(1, ge=1, le=64, description="Serve replicas of this circuit, each with its own copy of the model (without autoscaling).")
+    replicas: int | None = Field(
+        None, ge=1, le=64, description="Serve replicas of this circuit, each with its own copy of the model; unset: 1, or as autoscaling decides."
+    )
     resources: dict[str, float] = Field(
         {},
         description="Custom Ray resources each replica requires, such as {echo_circuits: 1}: only nodes started with them "
@@ -122,8 +124,8 @@ class CircuitConfig(Strict):
 
     @field_validator("replicas")
     @classmethod
-    def _replicas_or_autoscaling(cls, value: int, info: ValidationInfo) -> int:
-        if info.data.get("autoscaling") is not None:
+    def _replicas_or_autoscaling(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and info.data.get("autoscaling") is not None:
             raise ValueError("is set beside autoscaling: leave it out (autoscaling's min_replicas and max_replicas decide)")
         return value
 

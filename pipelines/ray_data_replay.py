@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import pyarrow as pa
@@ -26,8 +27,12 @@ def _read_batch(batch: pa.Table, memory_dir: str, markers: Mapping[str, str]) ->
     return read_parts(Path(memory_dir), [PartFile(**row) for row in batch.to_pylist()], markers)
 
 
-def read_with_ray_data(memory_dir: Path, parts: Sequence[PartFile], markers: Mapping[str, str] = DEFAULT_MARKERS) -> pa.Table:
-    """Read parts in Ray Data tasks (a progress bar shows while they run)."""
+def read_with_ray_data(
+    memory_dir: Path, parts: Sequence[PartFile], markers: Mapping[str, str] = DEFAULT_MARKERS, resources: Mapping[str, float] | None = None
+) -> pa.Table:
+    """Read parts in Ray Data tasks (a progress bar shows while they run). With resources (the
+    memory's home on a cluster), the tasks run only where they are offered: memory/ is there,
+    and a task on another node would find no parts."""
     if len(parts) < INLINE_PARTS:
         return read_parts(memory_dir, parts, markers)
     import ray
@@ -35,7 +40,13 @@ def read_with_ray_data(memory_dir: Path, parts: Sequence[PartFile], markers: Map
     # A whole CPU per task where one is free; on a small machine whose circuits hold most
     # CPUs, what is left (tasks then take turns). Two blocks per slot even out part sizes.
     free = ray.available_resources().get("CPU", 0.0)
+    home_cpus = None
+    if resources:
+        home_cpus = sum(n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n["Alive"] and all(r in n["Resources"] for r in resources))
+        free = min(free, home_cpus)
     task_cpus = 1.0 if free >= 1 else max(round(free, 2), 0.1)
+    if home_cpus == 0:  # a home started with --num-cpus=0 still reads its own memory
+        task_cpus = 0.0
     blocks = max(1, min(2 * max(1, int(free)), len(parts) // PARTS_PER_TASK, 64))
     dataset = ray.data.from_items([asdict(p) for p in parts], override_num_blocks=blocks).map_batches(
         _read_batch,
@@ -43,6 +54,7 @@ def read_with_ray_data(memory_dir: Path, parts: Sequence[PartFile], markers: Map
         batch_format="pyarrow",
         batch_size=None,  # one task per block of parts
         num_cpus=task_cpus,
+        resources=dict(resources or {}),
     )
     tables = ray.get(dataset.to_arrow_refs())
     read = pa.concat_tables([t.cast(READ_SCHEMA) for t in tables]) if tables else READ_SCHEMA.empty_table()
@@ -55,10 +67,13 @@ def replay_with_ray_data(
     *,
     force: bool = False,
     markers: Mapping[str, str] = DEFAULT_MARKERS,
+    resources: Mapping[str, float] | None = None,
     **options,
 ) -> dict:
     """Replay memory_dir into index_dir through Ray Data (Ray must be initialized); the insight.
 
-    options go to echo.memory.replay.replay (settle_s, on_read).
+    resources: where the read tasks must run (read_with_ray_data); options go to
+    echo.memory.replay.replay (settle_s, on_read).
     """
-    return replay(memory_dir, index_dir, force=force, reader=read_with_ray_data, markers=markers, **options)
+    reader = partial(read_with_ray_data, resources=resources)
+    return replay(memory_dir, index_dir, force=force, reader=reader, markers=markers, **options)

@@ -10,6 +10,7 @@ import importlib.util
 import os
 import re
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,18 +166,138 @@ def check_ports(config: EchoConfig, metrics_port: int) -> list[Finding]:
     return found
 
 
-def check_ray(address: str | None, cluster: dict | str | None) -> list[Finding]:
-    """cluster: the resources of the Ray at address (the CLI joins it), or why it could not."""
+def node_facts(config: EchoConfig) -> dict:
+    """What this machine holds for Echo: each circuit's model, and whether memory/ can be
+    written here. Run on every node of a cluster by `doctor --address` (actors/node_probe.py)."""
+    models = {}
+    for name, circuit in config.circuits.items():
+        if circuit.engine != "llama":
+            models[name] = {"found": True, "what": "the instant 'echo' engine"}
+            continue
+        try:
+            models[name] = {"found": True, "what": str(resolve_model_path(name, circuit.model))}
+        except ConfigError as exc:
+            models[name] = {"found": False, "what": str(exc)}
+    folder = config.memory_dir
+    existing = next(p for p in (folder, *folder.parents) if p.exists())  # Echo creates the rest
+    return {"models": models, "memory_dir": str(folder), "memory_writable": existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)}
+
+
+HOME = "memory_home"  # the custom resource the memory's actors ask for (actors/memory_actor.py)
+HOME_FIX = f"""offer it on the one node that holds memory/ (the head): ray start --head --resources='{{"{HOME}": 1}}', as ray_cluster.yaml does"""
+
+
+def _offers(node: dict, needs: dict[str, float]) -> bool:
+    return all(node["resources"].get(name, 0) >= amount for name, amount in needs.items())
+
+
+def _describe_node(node: dict, config: EchoConfig) -> Finding:
+    r = node["resources"]
+    custom = ", ".join(f"{k} {v:g}" for k, v in sorted(r.items()) if k not in ("CPU", "GPU", "memory", "object_store_memory"))
+    what = f"node {node['name']}: {r.get('CPU', 0):g} CPUs, {r.get('GPU', 0):g} GPUs" + (f", {custom}" if custom else "")
+    facts = node.get("facts") or {}
+    if "error" in facts:
+        return Finding(
+            "warn",
+            f"{what}; could not look inside it: {facts['error']}",
+            "check that Echo is installed there as on the head (ray_cluster.yaml's setup_commands)",
+        )
+    found = [n for n, m in facts.get("models", {}).items() if m["found"]]
+    missing = [n for n, m in facts.get("models", {}).items() if not m["found"]]
+    if facts:
+        what += f"; models: {', '.join(found) or 'none'} found" + (f", {', '.join(missing)} missing" if missing else "")
+    home = r.get(HOME, 0) > 0
+    if home:
+        what += f"; the memory's home, {facts.get('memory_dir', config.memory_dir)}" + (" writable" if facts.get("memory_writable", True) else " NOT writable")
+    else:
+        what += "; not the memory's home"
+    return Finding("ok", what)
+
+
+def check_nodes(config: EchoConfig, nodes: list[dict]) -> list[Finding]:
+    """Each node of the cluster and what it has (nodes: actors/node_probe.py's list), then
+    whether Echo can run on them: one memory's home, a node for every circuit, its models."""
+    found = [_describe_node(n, config) for n in nodes]
+    homes = [n for n in nodes if n["resources"].get(HOME, 0) > 0]
+    if len(homes) > 1:
+        found.append(
+            Finding(
+                "error",
+                f"{HOME} is offered by {len(homes)} nodes ({', '.join(n['name'] for n in homes)}): the MemoryActor could start on either, "
+                "and after a restart on the other, with another memory/",
+                HOME_FIX,
+            )
+        )
+    elif not homes and len(nodes) > 1:
+        found.append(
+            Finding(
+                "error",
+                f"no node offers {HOME}: the MemoryActor and the WatchdogActor could start on any of the {len(nodes)} nodes, "
+                "and after a restart on another one, with another memory/",
+                HOME_FIX,
+            )
+        )
+    elif homes and not (homes[0].get("facts") or {}).get("memory_writable", True):
+        folder = homes[0]["facts"].get("memory_dir", config.memory_dir)
+        found.append(Finding("error", f"memory/ ({folder}) cannot be written on {homes[0]['name']}, the memory's home", "make it writable there"))
+    home_gpus = sum(n["resources"].get("GPU", 0) for n in homes) if homes else max((n["resources"].get("GPU", 0) for n in nodes), default=0)
+    if config.recall.embedding_num_gpus > 0 and home_gpus == 0 and any(n["resources"].get("GPU", 0) for n in nodes):
+        found.append(
+            Finding(
+                "error",
+                f"recall.embedding_num_gpus = {config.recall.embedding_num_gpus:g} asks a GPU share for the MemoryActor, but the memory's home has no GPU: it would never start",
+                "set recall.embedding_num_gpus: 0 and embedding_n_gpu_layers: 0 (or embedding_model: embedded:e5-small), or give the home a GPU",
+            )
+        )
+    if config.brain_resources and not any(_offers(n, config.brain_resources) for n in nodes):
+        found.append(
+            Finding(
+                "error",
+                f"brain_resources {config.brain_resources} is offered by no node: the EchoBrain would never start",
+                "offer it or remove brain_resources",
+            )
+        )
+    for name, circuit in config.circuits.items():
+        hosts = [n for n in nodes if _offers(n, circuit.resources)]
+        if not hosts:
+            found.append(
+                Finding(
+                    "error",
+                    f"circuit {name} requires {circuit.resources}, which no node offers: its replicas would never start",
+                    f"start the nodes meant for it with ray start --resources='{{...}}' offering them, or remove circuits.{name}.resources",
+                )
+            )
+        lacking = [n["name"] for n in hosts if not (n.get("facts") or {}).get("models", {}).get(name, {"found": True})["found"]]
+        if lacking:
+            found.append(
+                Finding(
+                    "error",
+                    f"circuit {name} can run on {', '.join(lacking)}, which lack its model {circuit.model}",
+                    f"copy the model there (each node that offers {circuit.resources or 'CPUs'} needs it), or stop offering {circuit.resources} there",
+                )
+            )
+    return found
+
+
+def check_ray(address: str | None, nodes: list[dict] | str | None, config: EchoConfig) -> list[Finding]:
+    """nodes: every node of the Ray at address and what it holds (the CLI asks them), or why
+    it could not be reached."""
     if not address:
         return [Finding("ok", "no RAY_ADDRESS: echo-server serve starts Ray on this machine")]
-    if not isinstance(cluster, dict):
-        return [Finding("error", f"Ray at {address} cannot be reached: {cluster}", "start it (`ray start --head`) or unset RAY_ADDRESS")]
-    return [Finding("ok", f"Ray at {address}: {cluster.get('CPU', 0):g} CPUs, {cluster.get('GPU', 0):g} GPUs")]
+    if not isinstance(nodes, list):
+        return [Finding("error", f"Ray at {address} cannot be reached: {nodes}", "start it (`ray start --head`) or unset RAY_ADDRESS")]
+    cpus, gpus = (sum(n["resources"].get(k, 0) for n in nodes) for k in ("CPU", "GPU"))
+    return [Finding("ok", f"Ray at {address}: {len(nodes)} nodes, {cpus:g} CPUs, {gpus:g} GPUs"), *check_nodes(config, nodes)]
 
 
 def diagnose(
-    root: Path, config_file: str | None = None, address: str | None = None, metrics_port: int = 8080, cluster: dict | str | None = None
+    root: Path,
+    config_file: str | None = None,
+    address: str | None = None,
+    metrics_port: int = 8080,
+    cluster: Callable[[EchoConfig], list[dict] | str] | None = None,
 ) -> list[Finding]:
+    """cluster: asks the Ray at address for its nodes and what each holds for this config."""
     findings = check_tree(root) + check_packages()
     try:
         config = load_config(config_file)
@@ -190,5 +311,5 @@ def diagnose(
         + check_manifest(config)
         + check_token()
         + check_ports(config, metrics_port)
-        + check_ray(address, cluster)
+        + check_ray(address, cluster(config) if address and cluster else None, config)
     )
