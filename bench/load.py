@@ -6,7 +6,9 @@
    from 127.0.0.1, each with its user's key, so each also recalls. Every request must get a reply or a 503 with Retry-After, and memory/
    must hold exactly the answered exchanges: requests/s and p50/p95/p99 latency.
 2. The real SmolLM2 circuits (configs/default.yaml) at a lower concurrency: the queue
-   drains, and nothing is lost.
+   drains, and nothing is lost. Twice (issue 16): first with n_parallel 1 in every circuit
+   (one request at a time, as before continuous batching), then with the config's slots;
+   p50 latency and requests/s of the two side by side.         target: p50 >= 2x better
 """
 
 from __future__ import annotations
@@ -165,7 +167,8 @@ def _config(base: Path, home: Path, name: str, **overrides) -> Path:
     return path
 
 
-def run(url: str, label: str, n: int, concurrency: int, memory_dir: Path) -> None:
+def run(url: str, label: str, n: int, concurrency: int, memory_dir: Path, title: str | None = None) -> tuple[float, float]:
+    """Fire the load, print its figures and audit memory/; the answers' p50 (ms) and requests/s."""
     from echo.brain.users import user_key
 
     asked = prompts(label, n)
@@ -173,11 +176,12 @@ def run(url: str, label: str, n: int, concurrency: int, memory_dir: Path) -> Non
     # As a user with their key, so that every request also recalls, as a real user's does.
     results = asyncio.run(fire(url, asked, concurrency, user=label, token=user_key(os.environ["ECHO_ORIGIN_TOKEN"], label)))
     seconds = time.perf_counter() - started
-    print(summary(f"{label} (concurrency {concurrency})", results, seconds), flush=True)
+    print(summary(f"{title or label} (concurrency {concurrency})", results, seconds), flush=True)
     time.sleep(1)
     problems = audit(results, memory_dir, label)
     answered = sum(r.status == 200 for r in results)
     print(f"{label}_memory: {answered} answered, {len(problems)} problems" + "".join(f"\n  {p}" for p in problems[:10]), flush=True)
+    return percentile([r.seconds * 1000 for r in results if r.status == 200], 50), len(results) / seconds
 
 
 def main() -> None:
@@ -202,14 +206,26 @@ def main() -> None:
         _wait_ready(url)
         run(url, "instant", args.requests, args.requests, home / "instant" / "memory")
         serve.delete("echo")
-        real = _config(DEFAULT_CONFIG, home, "smollm2")
-        data = yaml.safe_load(real.read_text(encoding="utf-8"))
-        for circuit in data["circuits"].values():
-            circuit["max_tokens"] = 32
-        real.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-        serve.run(build_app({"config": str(real)}), name="echo", route_prefix="/")
-        _wait_ready(url)
-        run(url, "smollm2", args.real_requests, args.real_concurrency, home / "smollm2" / "memory")
+        figures = {}
+        for label, slots in (("smollm2_unbatched", 1), ("smollm2", None)):  # one request at a time per circuit, then the config's slots
+            real = _config(DEFAULT_CONFIG, home, label)
+            data = yaml.safe_load(real.read_text(encoding="utf-8"))
+            for circuit in data["circuits"].values():
+                circuit["max_tokens"] = 32
+                circuit["n_parallel"] = slots or circuit.get("n_parallel", 1)
+            real.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+            serve.run(build_app({"config": str(real)}), name="echo", route_prefix="/")
+            _wait_ready(url)
+            n_parallel = data["circuits"]["self"]["n_parallel"]
+            title = f"smollm2 n_parallel {n_parallel}"
+            figures[n_parallel] = run(url, label, args.real_requests, args.real_concurrency, home / label / "memory", title)
+            serve.delete("echo")
+        (one_p50, one_rps), (p50, rps) = figures[1], figures[max(figures)]
+        print(
+            f"batching_load: the whole brain (3 circuits) at concurrency {args.real_concurrency}: p50 {p50:.0f} ms with n_parallel {max(figures)} "
+            f"against {one_p50:.0f} ms with n_parallel 1, {one_p50 / p50:.2f}x better (target >= 2); {rps:.2f} req/s against {one_rps:.2f} req/s",
+            flush=True,
+        )
     finally:
         serve.shutdown()
         shutil.rmtree(home, ignore_errors=True)

@@ -99,6 +99,7 @@ def main() -> None:
         serve_vs_direct(real, args)
     if run("batching"):
         batching(real, args)
+        batching_floor(real, args)
         single_vs_unbatched(real, args)
     if run("concat"):
         concat_vs_sequential(real, url, client, args)
@@ -179,6 +180,54 @@ def batching(real, args) -> None:
         f"batching: one circuit (n_parallel {circuit.n_parallel}, n_threads={circuit.n_threads}) through Serve, 1 stream {one:.1f} tok/s; "
         f"4 streams at once {together:.1f} tok/s together = {together / one:.2f}x (target >= 2.5), each stream {each:.1f} tok/s = "
         f"{each / one:.2f}x (target >= 0.6) ({min(tokens)}-{max(tokens)} tokens a stream, medians of {args.rounds} rounds)"
+    )
+
+
+def batching_floor(real, args) -> None:
+    """What this machine allows the batching figure: the CPU time of one llama_decode of one
+    sequence's next token against one of four sequences' (the model's own cost, no scheduling)."""
+    import logging
+
+    import llama_cpp
+    from llama_cpp import _internals
+
+    logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)  # llama.cpp's log: errors only
+    circuit = real.circuits["emotion"]
+    model = _internals.LlamaModel(path_model=str(check_models(real)["emotion"]), params=llama_cpp.llama_model_default_params(), verbose=False)
+    params = _internals.LlamaContext.default_params()
+    params.n_ctx, params.n_seq_max, params.kv_unified = circuit.n_ctx * 4, 4, False
+    params.n_threads = params.n_threads_batch = circuit.n_threads or 1
+    params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+    context = _internals.LlamaContext(model=model, params=params, verbose=False)
+    batch = _internals.LlamaBatch(n_tokens=512, embd=0, n_seq_max=1, verbose=False)
+    prompt = 100  # a system prompt's worth of tokens in each sequence
+
+    def decode(tokens: list[tuple[int, int]], logits: bool) -> float:
+        b = batch.batch
+        b.n_tokens = 0
+        for pos, seq in tokens:
+            n = b.n_tokens
+            b.token[n], b.pos[n], b.n_seq_id[n], b.seq_id[n][0], b.logits[n] = 1000 + pos % 500, pos, 1, seq, logits
+            b.n_tokens = n + 1
+        started = time.process_time()
+        assert llama_cpp.llama_decode(context.ctx, b) == 0
+        return time.process_time() - started
+
+    for seq in range(4):
+        decode([(pos, seq) for pos in range(prompt)], False)
+    one, four = [], []
+    for _ in range(30):  # interleaved; each step's token dropped again, so every step sees the same cache
+        one.append(decode([(prompt, 0)], True))
+        context.kv_cache_seq_rm(0, prompt, -1)
+        four.append(decode([(prompt, seq) for seq in range(4)], True))
+        for seq in range(4):
+            context.kv_cache_seq_rm(seq, prompt, -1)
+    context.close()
+    model.close()
+    o, f = statistics.median(one), statistics.median(four)
+    print(
+        f"batching_floor: llama_decode CPU time, 1 sequence's token {o * 1000:.1f} ms, 4 sequences' {f * 1000:.1f} ms (median of 30, "
+        f"n_threads={params.n_threads}): 4 streams at once can give at most {4 * o / f:.2f}x the tokens/s of one, each {o / f:.2f}x"
     )
 
 
