@@ -73,6 +73,8 @@ def read_conversation(memory_dir: Path, user: str, key: str, newer_than_s: float
     found: list[Exchange] = []
     for _, path in sorted(parts):
         lines = path.read_bytes().decode("utf-8", "replace").split("\n")
+        if lines[-1] == "":  # the newline that ends the last line starts no line of its own
+            lines.pop()
         found += exchanges_in(parse_part(lines, markers), path.relative_to(memory_dir).as_posix(), key)
     return sorted(found, key=lambda e: datetime.fromisoformat(e.at))
 

@@ -179,7 +179,7 @@ def test_a_conversation_is_read_back_from_the_files_after_a_restart(tmp_path):
     save(memory_dir, "guest", "나비는 세 살이야", "알겠어요", key, now - timedelta(minutes=1))
     found = read_conversation(memory_dir, "guest", key, newer_than_s=3600)
     assert [e.prompt for e in found] == ["내 고양이 이름은 나비야", "나비는 세 살이야"]
-    assert (found[0].path, found[0].line_start) == (first.path, first.line_start)
+    assert (found[0].path, found[0].line_start, found[0].line_end) == (first.path, first.line_start, first.line_end)
     assert read_conversation(memory_dir, "sora", key, newer_than_s=3600) == []  # another user's folder holds none of it
     cache = RecentConversations()
     assert cache.get("guest", key, lambda: found) == found
