@@ -90,7 +90,7 @@ def client_thread(history: Messages) -> Thread:
     fresh = new_conversation_id()
     instructions = "\n\n".join(m["content"] for m in history if m["role"] == "system" and m["content"])
     messages = [m for m in history if m["role"] in ("user", "assistant") and m["content"]]
-    return Thread(fresh, conversation_key(fresh), messages, instructions, tuple(messages))
+    return Thread(fresh, conversation_key(fresh), messages, instructions, tuple(m for m in history if m["content"]))
 
 
 def left_out(found: list[Memory], thread: Thread) -> list[Memory]:

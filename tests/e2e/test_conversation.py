@@ -76,4 +76,4 @@ def test_an_openai_client_with_a_history_gets_an_answer_whose_context_is_that_hi
     ]
     answer = client.chat.completions.create(model="echo", messages=[*history, {"role": "user", "content": "Where does my sister live?"}])
     details = answer.model_extra["echo"]
-    assert answer.choices[0].message.content and details["context"] == history[1:]
+    assert answer.choices[0].message.content and details["context"] == history

@@ -156,7 +156,7 @@ def test_an_openai_clients_own_messages_are_the_context(echo):
         {"role": "assistant", "content": "Nabi is a lovely name."},
     ]
     body = ask(brain, "What is my cat called?", history=history)
-    assert body["context"] == history[1:]
+    assert body["context"] == history  # the system message too: it went in, after Echo's identity
     messages = circuits["creation"].calls[-1][0]
     assert messages[0]["role"] == "system" and messages[0]["content"].endswith("Answer in one sentence.")
     assert messages[1:] == [*history[1:], {"role": "user", "content": "What is my cat called?"}]
