@@ -18,7 +18,7 @@ from ray.serve import Application
 from ray.serve.config import BackpressureConfig
 
 from actors.echo_brain import EchoBrain
-from actors.llm_circuit import LLMCircuit
+from actors.llm_circuit import WAITING_INSIDE, LLMCircuit
 from echo.config import CircuitConfig, EchoConfig, fit_to_hardware, load_config
 from echo.llm.models import check_models
 
@@ -104,7 +104,7 @@ def build_from_config(config: EchoConfig) -> Application:
         name: LLMCircuit.options(
             name=deployment_name(name),
             **replica_count(c),
-            max_ongoing_requests=c.n_parallel,  # one request per slot: the rest wait in Serve's queue, not inside a replica
+            max_ongoing_requests=c.n_parallel + WAITING_INSIDE,  # its slots, and a few waiting inside for one
             max_queued_requests=c.max_queued_requests,
             backpressure_config=backpressure,
             ray_actor_options={"num_cpus": c.num_cpus, "num_gpus": c.num_gpus, "resources": dict(c.resources)},

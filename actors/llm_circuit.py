@@ -16,8 +16,14 @@ from ray import serve
 from actors import metrics
 from echo.config import CircuitConfig
 from echo.llm.engine import Completion, Messages, load_engine
+from echo.llm.models import resolve_model_path
 
 log = logging.getLogger("ray.serve")
+
+# Requests a replica takes past its slots (Serve's max_ongoing_requests is n_parallel plus
+# these): they wait inside for a slot, shown as queued in /health, and join the batch at the
+# step one frees; and /health's state() still gets through while every slot generates.
+WAITING_INSIDE = 8
 
 
 @serve.deployment
@@ -28,8 +34,8 @@ class LLMCircuit:
         self.model_path = Path(model_path) if model_path else None
         self._state, self._reason, self._engine = "loading", None, None
         self._loaded = asyncio.Event()
-        # engine.chat blocks until its reply is done: one thread per slot, so that every slot can be busy.
-        self._threads = ThreadPoolExecutor(max_workers=self.config.n_parallel, thread_name_prefix=f"chat-{name}")
+        # engine.chat blocks until its reply is done: a thread for every request the replica holds.
+        self._threads = ThreadPoolExecutor(max_workers=self.config.n_parallel + WAITING_INSIDE, thread_name_prefix=f"chat-{name}")
         # Load in the background so the replica (and with it the HTTP port) is up at once;
         # /health shows "loading" until the model is in memory.
         loop = asyncio.get_running_loop()
@@ -38,6 +44,8 @@ class LLMCircuit:
 
     def _load(self, loop: asyncio.AbstractEventLoop) -> None:
         try:
+            if self.model_path is None and self.config.engine == "llama":  # not looked for where the app was built
+                self.model_path = resolve_model_path(self.name, self.config.model)
             self._engine = load_engine(self.config, self.model_path)
             self._state = "ready"
             log.info("circuit %s ready (%s)", self.name, self.model_path.name if self.model_path else "echo model")

@@ -116,7 +116,8 @@ class CircuitConfig(Strict):
         ge=1,
         le=64,
         description="Slots: requests one replica generates at once, decoded together in one batch (continuous batching), each slot with "
-        "its own n_ctx of the KV cache (n_parallel x n_ctx tokens in all); Serve sends a replica at most this many, more wait in its queue.",
+        "its own n_ctx of the KV cache (n_parallel x n_ctx tokens in all); Serve sends a replica at most this many and 8 more, which wait "
+        "inside it for a slot; the rest wait in Serve's queue.",
     )
     max_queued_requests: int = Field(64, ge=-1, description="Requests that may wait for a replica; past it, 503 with Retry-After (-1: no limit).")
     sampling: Sampling = Field(Sampling(), description="How the circuit picks tokens.")
