@@ -100,3 +100,26 @@ def test_a_missing_or_corrupt_model_is_a_clear_error(tmp_path):
     (tmp_path / "text.gguf").write_text("hello", encoding="utf-8")
     with pytest.raises(PlanError, match="is not a GGUF file"):
         read_shape(tmp_path / "text.gguf")
+
+
+def test_every_slot_holds_its_own_kv_cache_and_a_plan_that_does_not_fit_says_how_many_slots_would(models, tmp_path):
+    paths, _ = models
+    one = plan(a40(tmp_path, paths), A40_BYTES)
+    four = plan(a40(tmp_path, paths, **{n: {"n_parallel": 4} for n in paths}), A40_BYTES)
+    for single, parallel in zip(one.circuits, four.circuits):
+        assert parallel.slots == 4 and parallel.kv_cache == 4 * single.kv_cache and parallel.weights == single.weights
+    assert not four.fits and "DOES NOT FIT" in render(four)
+    # deepseek-coder's slots are the largest (no grouped-query attention): it gives up slots first.
+    assert four.warnings[0] == "with fewer slots it fits: circuits.emotion.n_parallel 4, circuits.creation.n_parallel 2, circuits.self.n_parallel 4"
+
+
+def test_the_a40_config_fits_with_its_slots(models, tmp_path):
+    import yaml
+
+    from echo.config import REPO_ROOT, parse_config
+
+    data = yaml.safe_load((REPO_ROOT / "configs" / "a40.yaml").read_text(encoding="utf-8"))
+    for name, path in models[0].items():
+        data["circuits"][name]["model"] = str(path)
+    result = plan(parse_config(data, base_dir=tmp_path), A40_BYTES)
+    assert [c.slots for c in result.circuits] == [4, 2, 4] and result.fits
