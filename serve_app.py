@@ -96,7 +96,9 @@ def build_from_config(config: EchoConfig) -> Application:
     config, notes = fit_to_hardware(config, gpus_available())
     for note in notes:
         log.warning(note)
-    models = check_models(config)
+    # A circuit held to other nodes (resources) looks for its model there, as its replica
+    # starts: the machine that builds the app (the head) need not hold the models.
+    models = check_models(config.model_copy(update={"circuits": {n: c for n, c in config.circuits.items() if not c.resources}}))
     # Past a circuit's max_queued_requests a request is turned away at once (BackPressureError
     # through its handle, which the brain answers as a JSON 503 "busy"), never left to time out.
     backpressure = BackpressureConfig(status_code=503, retry_after_s=config.retry_after_s)

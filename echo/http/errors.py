@@ -42,8 +42,10 @@ def busy(retry_after_s: int) -> JSONResponse:
 
 
 def echo_event(exc: AskError) -> str:
-    """An error after a stream's first event (every circuit failed), as its last event."""
-    return f"event: error\ndata: {json.dumps(exc.body(), ensure_ascii=False)}\n\n"
+    """An error after a stream's first event (every circuit failed), as its last event; its
+    Retry-After, too late for a header, goes in the body as retry_after."""
+    body = exc.body() | ({"retry_after": exc.retry_after} if exc.retry_after is not None else {})
+    return f"event: error\ndata: {json.dumps(body, ensure_ascii=False)}\n\n"
 
 
 def _openai_body(message: str, kind: str, code: str | None, param: str | None = None) -> dict:

@@ -136,3 +136,15 @@ def test_each_node_looks_for_the_models_and_memory_folder_itself(tmp_path):
     (tmp_path / "a-file").write_text("not a folder", encoding="utf-8")
     data["memory_dir"] = str(tmp_path / "a-file" / "memory")
     assert node_facts(parse_config(data))["memory_writable"] is False
+
+
+def test_a_circuit_held_to_other_nodes_looks_for_its_model_there_not_where_the_app_is_built(tmp_path):
+    data = yaml.safe_load((CONFIGS / "default.yaml").read_text(encoding="utf-8"))
+    data["circuits"]["self"]["model"] = str(tmp_path / "only-on-the-workers.gguf")
+    with pytest.raises(ConfigError, match="only-on-the-workers.gguf"):
+        serve_app.build_from_config(parse_config(data))  # on one machine: missing, said at once
+    data["circuits"]["self"]["resources"] = {"echo_circuits": 1}
+    circuits = serve_app.build_from_config(parse_config(data))._bound_deployment.init_args[1]
+    name, _, model_path = circuits["self"]._bound_deployment.init_args
+    assert name == "self" and model_path is None  # its replica looks on its own node (and doctor --address on each)
+    assert circuits["emotion"]._bound_deployment.init_args[2].endswith(".gguf")

@@ -65,6 +65,7 @@ def test_a_streamed_ask_with_bad_input_is_a_plain_error_and_all_failing_is_an_er
     events = sse(broken.post("/api/ask", json={"prompt": "hi", "stream": True}).text)
     assert [e["event"] for e in events if e["event"] == "circuit_failed"] == ["circuit_failed"] * 3
     assert events[-1]["event"] == "error" and events[-1]["error"]["code"] == "all_circuits_failed"
+    assert events[-1]["retry_after"] == 1  # a stream's headers are gone: its Retry-After is in the event
 
 
 def test_the_concat_order_sends_self_first_and_holds_the_others_until_their_turn():
