@@ -35,7 +35,7 @@ def test_the_cluster_config_passes_rays_own_schema_and_sets_up_like_the_launcher
 
     config = yaml.safe_load((REPO_ROOT / "ray_cluster.yaml").read_text(encoding="utf-8"))
     validate_config(prepare_config(config))  # as `ray up` does: raises on a field Ray does not know or a wrong type
-    assert config["provider"]["type"] == "local" and config["file_mounts"] == {"/workspace/echo": "."}
+    assert config["provider"]["type"] == "local" and config["file_mounts"] == {"/workspace/echo": ".", "~/.ray/auth_token": "~/.ray/auth_token"}
     assert any("ECHO_CUDA=1 bash scripts/setup.sh /workspace/echo-venv" in c for c in config["setup_commands"])
     head, worker = " ".join(config["head_start_ray_commands"]), " ".join(config["worker_start_ray_commands"])
     assert "ray start --head" in head and "--address=$RAY_HEAD_IP:6379" in worker and "memory_home" in head
