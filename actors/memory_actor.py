@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 import ray
 
 from actors import metrics
-from echo.config import EchoConfig
+from echo.config import MEMORY_HOME, EchoConfig
 from echo.memory.conversation import Exchange, RecentConversations, read_conversation
 from echo.memory.dense import choose_embedder
 from echo.memory.parsing import stamp_line
@@ -238,7 +238,7 @@ def watchdog_name(memory_dir: Path) -> str:
 def home_resources() -> dict:
     """On a cluster whose head offers the `memory_home` resource (ray_cluster.yaml), the
     memory's actors run there, beside memory/; on one machine, anywhere."""
-    return {"memory_home": 0.01} if ray.cluster_resources().get("memory_home") else {}
+    return {MEMORY_HOME: 0.01} if ray.cluster_resources().get(MEMORY_HOME) else {}
 
 
 def memory_actor(config: EchoConfig):

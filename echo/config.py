@@ -20,6 +20,9 @@ CIRCUIT_NAMES = ("emotion", "creation", "self")
 CONFIG_ENV = "ECHO_CONFIG"
 HOME_ENV = "ECHO_HOME"
 EMBEDDED_MODEL = "embedded:smollm2"
+# The custom Ray resource that marks the memory's home: on a cluster only the node holding
+# memory/ offers it, and the MemoryActor, the WatchdogActor and their replay tasks ask for it.
+MEMORY_HOME = "memory_home"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.yaml"
 

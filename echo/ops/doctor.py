@@ -16,7 +16,7 @@ from pathlib import Path
 
 from echo.brain.identity import ManifestError, load_identity
 from echo.brain.users import ENABLE_HINT, TOKEN_ENV, USER_PATTERN, origin_token, token_problem
-from echo.config import ConfigError, EchoConfig, config_path, load_config
+from echo.config import MEMORY_HOME, ConfigError, EchoConfig, config_path, load_config
 from echo.llm.models import resolve_model_path
 from echo.llm.plan import PlanError, read_shape
 from echo.memory.dense import EMBEDDED_E5
@@ -183,8 +183,7 @@ def node_facts(config: EchoConfig) -> dict:
     return {"models": models, "memory_dir": str(folder), "memory_writable": existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)}
 
 
-HOME = "memory_home"  # the custom resource the memory's actors ask for (actors/memory_actor.py)
-HOME_FIX = f"""offer it on the one node that holds memory/ (the head): ray start --head --resources='{{"{HOME}": 1}}', as ray_cluster.yaml does"""
+HOME_FIX = f"""offer it on the one node that holds memory/ (the head): ray start --head --resources='{{"{MEMORY_HOME}": 1}}', as ray_cluster.yaml does"""
 
 
 def _offers(node: dict, needs: dict[str, float]) -> bool:
@@ -206,7 +205,7 @@ def _describe_node(node: dict, config: EchoConfig) -> Finding:
     missing = [n for n, m in facts.get("models", {}).items() if not m["found"]]
     if facts:
         what += f"; models: {', '.join(found) or 'none'} found" + (f", {', '.join(missing)} missing" if missing else "")
-    home = r.get(HOME, 0) > 0
+    home = r.get(MEMORY_HOME, 0) > 0
     if home:
         what += f"; the memory's home, {facts.get('memory_dir', config.memory_dir)}" + (" writable" if facts.get("memory_writable", True) else " NOT writable")
     else:
@@ -218,12 +217,12 @@ def check_nodes(config: EchoConfig, nodes: list[dict]) -> list[Finding]:
     """Each node of the cluster and what it has (nodes: actors/node_probe.py's list), then
     whether Echo can run on them: one memory's home, a node for every circuit, its models."""
     found = [_describe_node(n, config) for n in nodes]
-    homes = [n for n in nodes if n["resources"].get(HOME, 0) > 0]
+    homes = [n for n in nodes if n["resources"].get(MEMORY_HOME, 0) > 0]
     if len(homes) > 1:
         found.append(
             Finding(
                 "error",
-                f"{HOME} is offered by {len(homes)} nodes ({', '.join(n['name'] for n in homes)}): the MemoryActor could start on either, "
+                f"{MEMORY_HOME} is offered by {len(homes)} nodes ({', '.join(n['name'] for n in homes)}): the MemoryActor could start on either, "
                 "and after a restart on the other, with another memory/",
                 HOME_FIX,
             )
@@ -232,7 +231,7 @@ def check_nodes(config: EchoConfig, nodes: list[dict]) -> list[Finding]:
         found.append(
             Finding(
                 "error",
-                f"no node offers {HOME}: the MemoryActor and the WatchdogActor could start on any of the {len(nodes)} nodes, "
+                f"no node offers {MEMORY_HOME}: the MemoryActor and the WatchdogActor could start on any of the {len(nodes)} nodes, "
                 "and after a restart on another one, with another memory/",
                 HOME_FIX,
             )
