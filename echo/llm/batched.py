@@ -8,8 +8,9 @@ token with that request's own sampler (its temperature, seed and grammar). A req
 at the next step, streams its own text, stops at its own end, and a caller that gives up
 (cancel) frees its slot at the next step. A slot keeps what it evaluated, so that a prompt
 that starts as its last one did (every prompt of a circuit starts with the same system
-prompt) evaluates only the rest. With n_parallel 1 it answers as llama-cpp-python's Llama
-did, one request at a time, with the same replies.
+prompt) evaluates only the rest; a free slot takes that start from a busy one by copying it.
+With n_parallel 1 it answers as llama-cpp-python's Llama did, one request at a time, with
+the same replies.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ BATCH = 512  # tokens in one llama_decode, as Llama's n_batch
 # While other slots generate, a new prompt is evaluated this many tokens a step, so that a long
 # prompt joining holds their next token back for one short step, not for all of its tokens.
 PROMPT_CHUNK_WHILE_GENERATING = 128
+# llama.cpp copies a sequence into another slot's share of the cache only whole (a memory copy
+# of that share, milliseconds): worth it when it spares evaluating at least this many tokens.
+COPY_AT_LEAST = 32
 
 
 @dataclass(eq=False)
@@ -84,6 +88,8 @@ class LlamaEngine:
         self._batch = _internals.LlamaBatch(n_tokens=BATCH, embd=0, n_seq_max=1, verbose=False)
         self.n_ctx = llama_cpp.llama_n_ctx_seq(self._context.ctx)  # one slot's tokens: prompt and answer together
         self._format = chat.ChatFormat(self._model)
+        # A recurrent model's state is no list of cells that can be cut and copied.
+        self._copies = not (llama_cpp.llama_model_is_recurrent(self._model.model) or llama_cpp.llama_model_is_hybrid(self._model.model))
         self._seeds = random.Random(config.sampling.seed)  # no seed: one from the OS
         self._slots = [Slot(seq=i) for i in range(config.n_parallel)]
         self._waiting: deque[_Request] = deque()
@@ -193,6 +199,10 @@ class LlamaEngine:
                 return
             request = self._waiting.popleft()
             keep = slot.reusable(request.prompt)
+            donor = max(self._slots, key=lambda s: s.reusable(request.prompt))
+            if self._copies and donor.reusable(request.prompt) >= keep + COPY_AT_LEAST:
+                llama_cpp.llama_memory_seq_cp(self._context.memory, donor.seq, slot.seq, -1, -1)
+                keep = donor.reusable(request.prompt)
             if not self._context.kv_cache_seq_rm(slot.seq, keep, -1):  # a cache that cannot drop a tail: start afresh
                 self._forget(slot)
                 keep = 0

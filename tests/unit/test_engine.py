@@ -188,6 +188,29 @@ def test_a_prompt_that_starts_like_a_slots_last_one_evaluates_only_the_rest(engi
     assert reused > first.prompt_tokens * 0.7 and evaluated < second.prompt_tokens * 0.3
 
 
+def test_a_free_slot_takes_the_start_of_its_prompt_from_a_busy_one():
+    pair = make_engine(n_parallel=2)
+    system = {"role": "system", "content": "You are the emotion circuit of Echo. Answer with feeling and warmth. " * 6}
+    story = [system, {"role": "user", "content": "Write a long story about the sea."}]
+    question = [system, {"role": "user", "content": "What do you remember?"}]
+    try:
+        pair.chat(story, max_tokens=4, greedy=True)
+        expected = pair.chat(question, max_tokens=12, greedy=True)  # from the slot that held the story's prompt itself
+        going, long_answer = threading.Event(), {}
+        runner = threading.Thread(target=lambda: long_answer.update(done=pair.chat(story, max_tokens=60, greedy=True, on_token=lambda _: going.set())))
+        runner.start()
+        assert going.wait(120)
+        before = pair.stats()
+        copied = pair.chat(question, max_tokens=12, greedy=True)  # the other slot holds nothing of it
+        after = pair.stats()
+        runner.join(120)
+        assert before["busy"] == 1 and long_answer["done"].completion_tokens == 60  # the story was still generating
+        assert after["prompt_tokens_reused"] - before["prompt_tokens_reused"] > 0.7 * copied.prompt_tokens
+        assert copied.text == expected.text  # the copied start of the cache is the same as the slot's own
+    finally:
+        pair.close()
+
+
 def test_a_prompt_too_long_for_a_slot_is_refused_clearly_and_the_engine_goes_on():
     tiny = make_engine(n_parallel=2, n_ctx=256)
     try:
