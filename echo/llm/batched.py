@@ -167,13 +167,13 @@ class LlamaEngine:
 
     def _run(self) -> None:
         while True:
-            with self._wake:
-                while not self._closed and not self._waiting and all(s.free for s in self._slots):
-                    self._wake.wait()
-                if self._closed:
-                    break
-                self._admit()
             try:
+                with self._wake:
+                    while not self._closed and not self._waiting and all(s.free for s in self._slots):
+                        self._wake.wait()
+                    if self._closed:
+                        break
+                    self._admit()
                 self._step()
             except Exception as exc:  # never leave a caller waiting, never stop serving the next ones
                 log.exception("a batch failed; its requests get the error")
@@ -197,7 +197,9 @@ class LlamaEngine:
             slot = pick_slot(self._slots, self._waiting[0].prompt)
             if slot is None:
                 return
-            request = self._waiting.popleft()
+            request = slot.request = self._waiting.popleft()
+            self._taken += 1
+            slot.last_used = self._taken
             keep = slot.reusable(request.prompt)
             donor = max(self._slots, key=lambda s: s.reusable(request.prompt))
             if self._copies and donor.reusable(request.prompt) >= keep + COPY_AT_LEAST:
@@ -206,9 +208,7 @@ class LlamaEngine:
             if not self._context.kv_cache_seq_rm(slot.seq, keep, -1):  # a cache that cannot drop a tail: start afresh
                 self._forget(slot)
                 keep = 0
-            self._taken += 1
             slot.cached, slot.pending = request.prompt[:keep], request.prompt[keep:]
-            slot.request, slot.last_used = request, self._taken
             self._prompt_reused += keep
             self._prompt_evaluated += len(request.prompt) - keep
 

@@ -156,6 +156,15 @@ def test_cancel_mid_stream_frees_the_slot_at_once(engine):
     assert engine.stats()["busy"] == 0
 
 
+def test_a_callback_that_fails_ends_its_own_request_and_no_other(engine):
+    def broken(_piece: str) -> None:
+        raise ValueError("the client's queue is gone")
+
+    (failed, fine), _ = run_at_once(engine, [{"messages": STORY, "max_tokens": 30, "on_token": broken}, {"messages": COLORS, "max_tokens": 12, "greedy": True}])
+    assert isinstance(failed, ValueError) and fine.completion_tokens > 0
+    assert engine.chat(COLORS, max_tokens=4, greedy=True).text and engine.stats()["busy"] == 0
+
+
 def test_a_grammar_holds_one_slot_while_the_next_writes_freely(engine):
     schema = {
         "type": "object",
