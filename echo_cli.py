@@ -245,8 +245,11 @@ def replay_command(config_file: str | None, memory: str | None, index: str | Non
 @click.option("--user", help="Only this user's memories.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option("--queries", type=click.File("r", encoding="utf-8"), help="A file with one query a line; prints one JSON line per query.")
-def search_command(config_file, memory, index, query, k, mode, user, as_json, queries) -> None:
+@click.option("--since", help="Only memories from this day on: a date (2025-05-01) or a date and time (2025-05-01T14:30).")
+@click.option("--before", help="Only memories from before this day (or date and time): 2025-06-01 for everything up to May.")
+def search_command(config_file, memory, index, query, k, mode, user, as_json, queries, since, before) -> None:
     """Search the memory, with each turn's citation (path:lines)."""
+    from echo.memory.dates import parse_bound
     from echo.memory.dense import load_embedder
     from echo.memory.lexical import LexicalIndex
     from echo.memory.replay import replay
@@ -255,6 +258,10 @@ def search_command(config_file, memory, index, query, k, mode, user, as_json, qu
     if not query and queries is None:
         raise click.UsageError("give a QUERY, or --queries FILE with one query a line")
     config, memory_dir, index_dir = _memory_folders(config_file, memory, index)
+    try:
+        bounds = {name: parse_bound(name, value, config.timezone) for name, value in (("since", since), ("before", before))}
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
     if not LexicalIndex.exists(index_dir / "lexical"):
         click.echo(f"no index at {index_dir} yet: replaying {memory_dir} first", err=True)
         replay(memory_dir, index_dir, markers=config.markers)
@@ -267,10 +274,10 @@ def search_command(config_file, memory, index, query, k, mode, user, as_json, qu
     if queries is not None:
         for line in queries:
             if line.strip():
-                results = [m.as_dict() for m in search.search(line.strip(), k, user, mode)]
+                results = [m.as_dict() for m in search.search(line.strip(), k, user, mode, **bounds)]
                 click.echo(json.dumps({"query": line.strip(), "results": results}, ensure_ascii=False))
         return
-    results = search.search(query, k, user, mode)
+    results = search.search(query, k, user, mode, **bounds)
     if as_json:
         click.echo(json.dumps([m.as_dict() for m in results], ensure_ascii=False, indent=1))
         return

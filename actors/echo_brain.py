@@ -74,8 +74,8 @@ class ActorMemory:
     async def conversation(self, user: str, key: str, newer_than_s: float) -> list:
         return await self.actor.conversation.remote(user, key, newer_than_s)
 
-    async def search(self, query: str, k: int, user: str | None, mode: str) -> list[dict]:
-        return await self.actor.search.remote(query, k, user, mode)
+    async def search(self, query: str, k: int, user: str | None, mode: str, since: str | None = None, before: str | None = None) -> list[dict]:
+        return await self.actor.search.remote(query, k, user, mode, since, before)
 
     async def insights(self) -> dict | None:
         return await self.actor.insights.remote()

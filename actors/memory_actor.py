@@ -23,6 +23,7 @@ import ray
 from actors import metrics
 from echo.config import MEMORY_HOME, EchoConfig
 from echo.memory.conversation import Exchange, RecentConversations, read_conversation
+from echo.memory.dates import parse_bound
 from echo.memory.dense import choose_embedder
 from echo.memory.parsing import stamp_line
 from echo.memory.scheduler import IndexScheduler
@@ -33,6 +34,7 @@ from pipelines.ray_data_replay import replay_with_ray_data
 log = logging.getLogger("echo.memory")
 
 NAMESPACE = "echo"
+SKIPPED_SHOWN = 20  # entries of memory/ that are not read, named in /health (insight.json has every one)
 SETTLE_S = 0.25  # a part written this recently may still be being written: it waits
 
 
@@ -144,6 +146,7 @@ class MemoryActor:
                 "turns": insight["turns"],
                 "parts": insight["parts"],
                 "skipped": len(insight["skipped"]),
+                "skipped_entries": insight["skipped"][:SKIPPED_SHOWN],  # each with its reason and fix; all of them in insight.json
                 "pending": len(insight["pending"]),
                 "last_replay": insight["last_replay"],
             }
@@ -187,10 +190,11 @@ class MemoryActor:
 
     # -- reading ---------------------------------------------------------------------
 
-    def search(self, query: str, k: int = 10, user: str | None = None, mode: str = "hybrid") -> list[dict]:
+    def search(self, query: str, k: int = 10, user: str | None = None, mode: str = "hybrid", since: str | None = None, before: str | None = None) -> list[dict]:
         if self.search_engine is None:
             return []
-        return [m.as_dict() for m in self.search_engine.search(query, k, user, mode)]
+        bounds = {name: parse_bound(name, value, self.config.timezone) for name, value in (("since", since), ("before", before))}
+        return [m.as_dict() for m in self.search_engine.search(query, k, user, mode, **bounds)]
 
     def insights(self) -> dict | None:
         path = self.config.index_dir / "insight.json"

@@ -64,10 +64,10 @@ class FakeMemory:
             raise self.error
         return list(self.conversations.get((user, key), []))
 
-    async def search(self, query: str, k: int, user: str | None, mode: str) -> list[dict]:
+    async def search(self, query: str, k: int, user: str | None, mode: str, since: str | None = None, before: str | None = None) -> list[dict]:
         if self.error is not None:
             raise self.error
-        self.searches.append((query, k, user, mode))
+        self.searches.append((query, k, user, mode) + ((since, before) if since or before else ()))
         return [m for m in self.memories if user is None or m["user"] == user][:k]
 
     async def insights(self) -> dict | None:

@@ -300,9 +300,9 @@ class Brain:
 
     # -- the memory and the state, for the HTTP routes -----------------------------------
 
-    async def search_memory(self, query: str, k: int, mode: str, authorization: str | None) -> dict:
+    async def search_memory(self, query: str, k: int, mode: str, authorization: str | None, since: str | None = None, before: str | None = None) -> dict:
         users.require_origin(authorization, self.token, "searching the memory")
-        return await memories.search(self.memory, query, k, mode)
+        return await memories.search(self.memory, query, k, mode, since, before, self.config.timezone)
 
     async def insights(self, authorization: str | None) -> dict:
         users.require_origin(authorization, self.token, "the memory's insights")

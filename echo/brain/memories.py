@@ -12,6 +12,7 @@ from typing import Protocol
 from echo.brain.errors import AskError, describe_failure
 from echo.config import RecallConfig
 from echo.memory.conversation import Exchange
+from echo.memory.dates import parse_bound
 from echo.memory.search import MODES, Memory, within_budget
 
 log = logging.getLogger("echo.brain")
@@ -24,7 +25,7 @@ class MemorySink(Protocol):
 
     async def conversation(self, user: str, key: str, newer_than_s: float) -> list[Exchange]: ...
 
-    async def search(self, query: str, k: int, user: str | None, mode: str) -> list[dict]: ...
+    async def search(self, query: str, k: int, user: str | None, mode: str, since: str | None = None, before: str | None = None) -> list[dict]: ...
 
     async def insights(self) -> dict | None: ...
 
@@ -57,17 +58,24 @@ async def save(memory: MemorySink, user: str, prompt: str, reply: str, conversat
     return {"saved": True, "memory": receipt}
 
 
-async def search(memory: MemorySink, query: str, k: int, mode: str) -> dict:
-    """The owner's search over everyone's memories (the caller checked the token)."""
+async def search(memory: MemorySink, query: str, k: int, mode: str, since: str | None = None, before: str | None = None, timezone: str = "UTC") -> dict:
+    """The owner's search over everyone's memories (the caller checked the token), bounded in
+    time by since and before (dates or dates and times) when they are given."""
     if not query.strip():
         raise AskError(422, "empty_query", "q is empty: send what to look for, e.g. /api/memory/search?q=고양이")
     if not 1 <= k <= 100:
         raise AskError(422, "invalid_k", f"k = {k}: ask for 1 to 100 results")
     if mode not in MODES:
         raise AskError(422, "invalid_mode", f"mode = {mode!r}: use one of {', '.join(MODES)}")
-    results = await memory.search(query, k, None, mode)
+    for name, value in (("since", since), ("before", before)):
+        try:
+            parse_bound(name, value, timezone)
+        except ValueError as exc:
+            raise AskError(422, f"invalid_{name}", str(exc)) from None
+    bounds = {name: value for name, value in (("since", since), ("before", before)) if value}
+    results = await memory.search(query, k, None, mode, **bounds)
     status = await memory.status()
-    return {"query": query, "k": k, "mode": mode, "results": results, "index": status.get("replay", {}).get("state")}
+    return {"query": query, "k": k, "mode": mode, **bounds, "results": results, "index": status.get("replay", {}).get("state")}
 
 
 async def insights(memory: MemorySink, retry_after_s: int) -> dict:

@@ -92,8 +92,8 @@ def create_api(get_brain: Callable[[], Brain], limits: EchoConfig | None = None)
         return await get_brain().health()
 
     @api.get("/api/memory/search", summary="Search the memory (the owner only)")
-    async def memory_search(request: Request, q: str = "", k: int = 10, mode: str = "hybrid") -> Response:
-        return JSONResponse(await get_brain().search_memory(q, k, mode, request.headers.get("authorization")))
+    async def memory_search(request: Request, q: str = "", k: int = 10, mode: str = "hybrid", since: str | None = None, before: str | None = None) -> Response:
+        return JSONResponse(await get_brain().search_memory(q, k, mode, request.headers.get("authorization"), since, before))
 
     @api.get("/api/insights", summary="What the memory holds (the owner only)")
     async def insights(request: Request) -> Response:

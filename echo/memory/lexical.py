@@ -4,7 +4,8 @@ Korean words change their endings ("고양이를", "고양이가", "고양이랑
 rarely match; overlapping syllable bigrams do ("고양", "양이"). tantivy cuts every text
 into one- and two-character grams in Rust (the query keeps only its Hangul pairs and lone
 syllables, so the other grams are never asked for); English words are stemmed. tantivy keeps the index on disk, scores with BM25 and updates by document id,
-so replaying one part touches only that part's turns.
+so replaying one part touches only that part's turns. The same kind of index holds whole
+sessions (a part each, id = its path), for questions whose words are spread over a conversation.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import tantivy
 
 _HANGUL_PAIR = re.compile(r"(?=([가-힣]{2}))")
 _HANGUL_SINGLE = re.compile(r"(?<![가-힣])[가-힣](?![가-힣])")
-_SCHEMA_VERSION = "3"  # bump when the fields change: an older index is then rebuilt
+_SCHEMA_VERSION = "4"  # bump when the fields change: an older index is then rebuilt
 
 
 def hangul_terms(text: str) -> list[str]:
@@ -26,10 +27,18 @@ def hangul_terms(text: str) -> list[str]:
     return _HANGUL_PAIR.findall(text) + _HANGUL_SINGLE.findall(text)
 
 
+def overlap(query: str, texts: list[str]) -> list[int]:
+    """How many of the query's terms each text holds: a session's turns ordered by what the
+    question asks when no ranking reached them."""
+    wanted = set(hangul_terms(query)) | set(_WORDS.analyze(query))
+    return [len(wanted & (set(hangul_terms(t)) | set(_WORDS.analyze(t)))) for t in texts]
+
+
 def _schema() -> tantivy.Schema:
     builder = tantivy.SchemaBuilder()
     builder.add_text_field("id", stored=True, tokenizer_name="raw")
     builder.add_text_field("user", tokenizer_name="raw")
+    builder.add_text_field("path", tokenizer_name="raw")  # the part: a search bounded in time asks only for some
     builder.add_text_field("ko", tokenizer_name="grams", index_option="freq")
     builder.add_text_field("en", tokenizer_name="words", index_option="freq")
     return builder.build()
@@ -70,7 +79,7 @@ class LexicalIndex:
         return version.is_file() and version.read_text().strip() == _SCHEMA_VERSION
 
     def update(self, add: Iterable[dict], delete: Iterable[str], upsert: bool = True, threads: int = 1) -> int:
-        """Delete turns by id and add turns ({id, user, text}); one commit. Returns adds.
+        """Delete turns by id and add turns ({id, user, text, path}); one commit. Returns adds.
 
         upsert deletes each added id first, so replaying the same turns twice leaves one copy.
         """
@@ -81,21 +90,26 @@ class LexicalIndex:
         for turn in add:
             if upsert:
                 writer.delete_documents("id", turn["id"])
-            writer.add_document(tantivy.Document(id=turn["id"], user=turn["user"], ko=turn["text"], en=turn["text"]))
+            writer.add_document(tantivy.Document(id=turn["id"], user=turn["user"], path=turn["path"], ko=turn["text"], en=turn["text"]))
             added += 1
         writer.commit()
         self.index.reload()
         return added
 
-    def search(self, query: str, k: int, user: str | None = None) -> list[tuple[str, float]]:
-        """(turn id, BM25 score), best first; only user's turns when user is given."""
+    def search(self, query: str, k: int, user: str | None = None, paths: Iterable[str] | None = None) -> list[tuple[str, float]]:
+        """(id, BM25 score), best first; only user's when user is given, only in these parts when paths is."""
         terms = [("ko", t) for t in hangul_terms(query)] + [("en", t) for t in _WORDS.analyze(query)]
         if not terms or k <= 0:
             return []
         should = [(tantivy.Occur.Should, tantivy.Query.term_query(self.schema, field, term)) for field, term in terms]
-        query_ = tantivy.Query.boolean_query(should)
-        if user is not None:
-            query_ = tantivy.Query.boolean_query([(tantivy.Occur.Must, query_), (tantivy.Occur.Must, tantivy.Query.term_query(self.schema, "user", user))])
+        must = [(tantivy.Occur.Must, tantivy.Query.boolean_query(should))]
+        # Filters score nothing: a rarer user or part must not rank higher.
+        for field, values in (("user", None if user is None else [user]), ("path", None if paths is None else list(paths))):
+            if values is not None:
+                if not values:
+                    return []
+                must.append((tantivy.Occur.Must, tantivy.Query.const_score_query(tantivy.Query.term_set_query(self.schema, field, values), 0.0)))
+        query_ = must[0][1] if len(must) == 1 else tantivy.Query.boolean_query(must)
         searcher = self.index.searcher()
         hits = searcher.search(query_, k).hits
         return [(searcher.doc(address)["id"][0], score) for score, address in hits]

@@ -8,6 +8,7 @@ Replay reads memory/ and writes only under the index folder:
     turns.parquet   every turn (id, day, user, part, line_start, line_end, speaker, text,
                     hash, path, duplicate_of)
     lexical/        the tantivy index of the turns that are not duplicates
+    sessions/       the tantivy index of whole sessions (a part each)
     insight.json    what the memory holds, per day and speaker, and what was skipped and why
 """
 
@@ -26,8 +27,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from echo.memory.indexing import update_indexes
 from echo.memory.insight import describe, top_terms_by_day
-from echo.memory.lexical import LexicalIndex
 from echo.memory.parsing import CARRIED, DEFAULT_MARKERS, parse_part
 from echo.memory.store import PartFile, scan_parts
 
@@ -312,22 +313,9 @@ def replay(
     if resumed:
         parts = _describe_again(parts, turns, set(resumed))
 
-    # The lexical index holds the turns that are not duplicates; only the difference is written.
-    index = LexicalIndex(index_dir / "lexical", fresh=force or old_turns.num_rows == 0)
-    fresh = index.created
-    was = set() if fresh else {i for i, d in zip(old_turns.column("id").to_pylist(), old_turns.column("duplicate_of").to_pylist()) if d is None}
-    now_rows = pc.indices_nonzero(pc.is_null(duplicate_of)).to_pylist()
-    ids = turns.column("id").to_pylist()
+    # The lexical indexes: the turns that are not duplicates, and the sessions read or gone.
     read_ids = set(new_turns_rows.column("id").to_pylist()) if new_turns_rows is not None else set()
-    add_rows = [r for r in now_rows if ids[r] in read_ids or ids[r] not in was]
-    now_ids = {ids[r] for r in now_rows}
-    adding = turns.take(pa.array(add_rows, pa.int64())).select(["id", "user", "text"])
-    index.update(
-        adding.to_pylist(),
-        delete=sorted(was - now_ids),
-        upsert=not fresh,
-        threads=2 if len(add_rows) > 1000 else 1,
-    )
+    update_indexes(index_dir, turns, old_turns, read_ids, stale, force)
     # The state goes last: a crash before it means these parts are simply read again.
     staged = [_stage_parquet(turns, index_dir / "turns.parquet"), _stage_parquet(parts, index_dir / "parts.parquet")]
     insight = build_insight(parts, turns, unreadable_folders)

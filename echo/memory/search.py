@@ -1,8 +1,13 @@
 """Recall: hybrid search over the replayed memory, and the memories a prompt carries.
 
-Lexical (BM25) and dense (embedding) rankings are fused by reciprocal rank fusion: each
-turn scores the sum of 1/(60 + rank) over the rankings it appears in, so a turn both find
-comes first and neither score scale has to be tuned against the other.
+Turns are found by BM25 and by embedding, fused by reciprocal rank fusion (each scores the sum
+of 1/(60 + rank) over the rankings it appears in, so no score scale is tuned against another).
+Sessions (parts, echo.memory.sessions) are ranked the same way, by what finds them: BM25 over
+the whole session, their best turn by BM25, their best turn by embedding, and a time the
+question names ("last week", "작년 여름"). A turn then counts its session's score too. Of k
+lines, the first five go to the best turns, each with the other half of its exchange; the
+rest to the best turn of each further session, so that recall reaches more conversations.
+A search can be bounded in time (since, before) and to one user.
 """
 
 from __future__ import annotations
@@ -10,25 +15,43 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from echo.memory.dates import infer_date, shown
+from echo.memory.dates import Bound, infer_date, shown, time_in_query
 from echo.memory.dense import Embedder, VectorStore
-from echo.memory.lexical import LexicalIndex
+from echo.memory.indexing import SESSIONS_DIR, TURNS_DIR
+from echo.memory.lexical import LexicalIndex, overlap
+from echo.memory.sessions import Sessions, first_seen, fuse, partner, pick_turns
 
-RRF_K = 60
-# Candidates from each ranking before fusion. Bigram BM25's long tail is mostly turns that
-# share a common syllable pair with the query ("였지", "내가"): beyond its top 10 it adds
-# noise to the fusion rather than answers.
-LEXICAL_CANDIDATES = 10
-DENSE_CANDIDATES = 50
+TURN_CANDIDATES = 100  # turns from each turn ranking: their sessions, and which turns to show
+SESSION_CANDIDATES = 100  # sessions from the whole-session BM25 and from the best turns' vectors
 MODES = ("hybrid", "lexical", "dense")
+
+
+@dataclass(frozen=True)
+class Stages:
+    """What search does beyond fusing turns; each can be turned off (the recall benchmark
+    measures each one's share). All off is the turn-level fusion Echo had before sessions."""
+
+    sessions: bool = True  # rank sessions, then show their best turns
+    session_index: bool = True  # BM25 over whole sessions
+    neighbours: bool = True  # a turn's exchange partner comes next in its session
+    time_in_query: float = 1.0  # weight of the sessions dated when the question says
+    session_weight: float = 1.0  # a turn's score counts its session's this much
+    focus: int = 5  # lines for the best turns, wherever they are; the rest go to further sessions, one turn each
+    # Turn-level fusion only: bigram BM25's long tail is mostly turns that share a common
+    # syllable pair with the query ("였지", "내가"), noise to the fusion beyond its top 10.
+    lexical_turns: int = 10
+    dense_turns: int = 50
+
+
 # A turn can be a whole pasted document (a part may hold a 10 MB line): a result shows its
 # start, and the citation says where the rest is.
 TEXT_CHARS = 2000
@@ -55,10 +78,11 @@ class Memory:
 class MemorySearch:
     """Search over an index folder made by echo.memory.replay; refresh() after each replay."""
 
-    def __init__(self, index_dir: Path, embedder: Embedder | None = None, timezone: str = "UTC"):
+    def __init__(self, index_dir: Path, embedder: Embedder | None = None, timezone: str = "UTC", stages: Stages = Stages()):
         self.index_dir = index_dir
         self.embedder = embedder
         self.timezone = timezone  # the day folders' time zone: it dates the turns
+        self.stages = stages
         self.vectors = VectorStore(index_dir / "dense" / embedder.name) if embedder else None
         self._lock = threading.Lock()
         self._dense: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # turn rows, their rows in vectors.all, users
@@ -66,8 +90,7 @@ class MemorySearch:
 
     def refresh(self) -> None:
         """Load the turns that are not duplicates, and the lexical index, as the last replay left them."""
-        folder = self.index_dir / "lexical"  # reopened: a full replay makes a new one
-        lexical = LexicalIndex(folder) if LexicalIndex.exists(folder) else None
+        lexical, session_index = (LexicalIndex(f) if LexicalIndex.exists(f) else None for f in (self.index_dir / TURNS_DIR, self.index_dir / SESSIONS_DIR))
         path = self.index_dir / "turns.parquet"
         columns = ["id", "day", "user", "speaker", "text", "hash", "path", "line_start", "line_end"]
         table = pq.read_table(path) if path.is_file() else None
@@ -77,12 +100,16 @@ class MemorySearch:
             table = pa.schema([(c, pa.string()) for c in columns]).empty_table()
         parts = self.index_dir / "parts.parquet"
         written = pq.read_table(parts, columns=["path", "day", "mtime_ns"]).to_pylist() if parts.is_file() else []
-        dates = {p["path"]: infer_date(p["day"], p["mtime_ns"], self.timezone) for p in written}
+        dates = {p["path"]: d for p in written if (d := infer_date(p["day"], p["mtime_ns"], self.timezone)) is not None}
+        turns = {c: table.column(c).to_pylist() for c in ("id", "user", "hash", "path", "speaker")}
+        sessions = Sessions.of(turns["path"], turns["user"], dates, {p["path"]: p["mtime_ns"] for p in written})
         with self._lock:
-            self.lexical = lexical
-            self.date_of_part = {path: d.isoformat() for path, d in dates.items() if d is not None}
+            self.lexical, self.session_index = lexical, session_index
+            self.date_of_part = {path: d.isoformat() for path, d in dates.items()}
             self.table = table  # the rest of each turn is read only for the turns found
-            self.turns = {c: table.column(c).to_pylist() for c in ("id", "user", "hash")}
+            self.turns = turns
+            self.sessions = sessions
+            self.session_of_path = {p: n for n, p in enumerate(sessions.paths)}
             self.row_of = {turn_id: row for row, turn_id in enumerate(self.turns["id"])}
             self._dense = None
 
@@ -128,47 +155,109 @@ class MemorySearch:
         text = t["text"] if len(t["text"]) <= TEXT_CHARS else t["text"][:TEXT_CHARS] + " …"
         return Memory(t["path"], t["line_start"], t["line_end"], t["day"], t["user"], t["speaker"], text, round(score, 6), self.date_of_part.get(t["path"]))
 
-    def lexical_ranking(self, query: str, k: int, user: str | None) -> list[tuple[int, float]]:
+    def lexical_ranking(self, query: str, k: int, user: str | None, paths: list[str] | None = None) -> list[tuple[int, float]]:
         if self.lexical is None:
             return []
-        return [(self.row_of[i], s) for i, s in self.lexical.search(query, k, user) if i in self.row_of]
+        return [(self.row_of[i], s) for i, s in self.lexical.search(query, k, user, paths) if i in self.row_of]
 
-    def dense_ranking(self, query: str, k: int, user: str | None) -> list[tuple[int, float]]:
+    def dense_scores(self, query: str, allowed: np.ndarray | None) -> np.ndarray | None:
+        """Every turn's similarity to query (-inf: no vector yet, or not allowed); None without vectors."""
         if self.embedder is None or self.vectors is None:
-            return []
+            return None
         with self._lock:
             if self._dense is None:
-                rows, positions = self.vectors.positions(self.turns["hash"])
-                users = np.array(self.turns["user"], dtype=object)[rows] if len(rows) else np.zeros(0, dtype=object)
-                self._dense = rows, positions, users
-            rows, positions, users = self._dense
+                self._dense = self.vectors.positions(self.turns["hash"])
+            rows, positions = self._dense
         if not len(rows):
-            return []
+            return None
         # Vectorized throughout: at 300,000 turns a Python loop over the rows, or a full sort,
         # would cost more than the question's embedding.
-        scores = (self.vectors.all @ self.embedder.query(query))[positions]
-        if user is not None:
-            scores = np.where(users == user, scores, -np.inf)
-        best = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
-        best = best[np.argsort(-scores[best], kind="stable")]
-        return [(int(rows[i]), float(scores[i])) for i in best if np.isfinite(scores[i])]
+        scores = np.full(len(self.turns["id"]), -np.inf, dtype=np.float32)
+        scores[rows] = (self.vectors.all @ self.embedder.query(query))[positions]
+        if allowed is not None:
+            scores[~allowed[self.sessions.of_row]] = -np.inf
+        return scores
 
-    def search(self, query: str, k: int = 10, user: str | None = None, mode: str = "hybrid") -> list[Memory]:
-        """The k turns that best answer query, best first; only user's when user is given."""
+    def dense_ranking(self, query: str, k: int, user: str | None) -> list[tuple[int, float]]:
+        return _best(self.dense_scores(query, self.sessions.allowed(user, None, None)), k)
+
+    def search(
+        self, query: str, k: int = 10, user: str | None = None, mode: str = "hybrid", since: Bound | None = None, before: Bound | None = None
+    ) -> list[Memory]:
+        """The k turns that best answer query, best first; only user's when user is given, only
+        those dated from since and before before when they are given."""
         if mode not in MODES:
             raise ValueError(f"mode = {mode!r}: use one of {', '.join(MODES)}")
         if not query.strip() or k <= 0:
             return []
-        if mode == "lexical":
-            return [self._memory(r, s) for r, s in self.lexical_ranking(query, k, user)]
-        if mode == "dense":
-            return [self._memory(r, s) for r, s in self.dense_ranking(query, k, user)]
-        fused: dict[int, float] = {}
-        for ranking in (self.lexical_ranking(query, LEXICAL_CANDIDATES, user), self.dense_ranking(query, DENSE_CANDIDATES, user)):
-            for rank, (row, _) in enumerate(ranking):
-                fused[row] = fused.get(row, 0.0) + 1.0 / (RRF_K + rank + 1)
-        best = sorted(fused.items(), key=lambda item: -item[1])[:k]
-        return [self._memory(r, s) for r, s in best]
+        st = self.stages
+        allowed = self.sessions.allowed(user, since, before)
+        paths = None if allowed is None else [self.sessions.paths[i] for i in np.flatnonzero(allowed)]
+        lexical = self.lexical_ranking(query, TURN_CANDIDATES if st.sessions else st.lexical_turns, None, paths) if mode != "dense" else []
+        dense = self.dense_scores(query, allowed) if mode != "lexical" else None
+        if mode == "lexical" and not st.sessions:
+            return [self._memory(r, s) for r, s in lexical[:k]]
+        if mode == "dense" and not st.sessions:
+            return [self._memory(r, s) for r, s in _best(dense, k)]
+        dense_turns = _best(dense, TURN_CANDIDATES if st.sessions else st.dense_turns)
+        turn_score = fuse([(1.0, [r for r, _ in lexical]), (1.0, [r for r, _ in dense_turns])], len(self.turns["id"]))
+        if not st.sessions:
+            best = np.argsort(-turn_score, kind="stable")[: min(k, int(np.count_nonzero(turn_score)))]
+            return [self._memory(int(r), float(turn_score[r])) for r in best]
+        return self._by_session(query, k, allowed, paths, before, lexical, dense, turn_score)
+
+    def _by_session(self, query, k, allowed, paths, before, lexical, dense, turn_score) -> list[Memory]:
+        st, sessions = self.stages, self.sessions
+        of_row = sessions.of_row
+        rankings = [(1.0, first_seen(of_row[[r for r, _ in lexical]]))] if lexical else []
+        if st.session_index and self.session_index is not None and lexical:
+            found = self.session_index.search(query, SESSION_CANDIDATES, None, paths)
+            rankings.append((1.0, [self.session_of_path[p] for p, _ in found if p in self.session_of_path]))
+        if dense is not None:
+            best = np.full(len(sessions), -np.inf, dtype=np.float32)
+            np.maximum.at(best, of_row, dense)
+            rankings.append((1.0, [s for s, _ in _best(best, SESSION_CANDIDATES)]))
+        found = np.zeros(len(sessions), dtype=bool)
+        for _, ranking in rankings:
+            found[ranking] = True
+        if st.time_in_query:
+            today = before.day if before is not None else datetime.now(ZoneInfo(self.timezone)).date()
+            when = time_in_query(query, today)
+            if when is not None:
+                dated = sessions.dated(*when)
+                dated = dated[found[dated]] if allowed is None else dated[allowed[dated] & found[dated]]
+                rankings.append((st.time_in_query, [int(s) for s in dated[np.argsort(-fuse(rankings, len(sessions))[dated], kind="stable")]]))
+        score = fuse(rankings, len(sessions))
+        # A turn counts what found it and what found its session; the first lines go to the
+        # best turns so counted, the rest to the best turn of each session not yet shown.
+        candidates = np.flatnonzero(turn_score)
+        combined = turn_score[candidates] + st.session_weight * score[of_row[candidates]]
+        ranked = [int(r) for r in candidates[np.argsort(-combined, kind="stable")]]
+        order = [int(s) for s in np.argsort(-score, kind="stable")[: 2 * k] if score[s] > 0]
+        rows = pick_turns(ranked, order, lambda s: self._best_turn(s, query, turn_score, dense), of_row, k, st.focus, self._partner)
+        final = turn_score + st.session_weight * score[of_row]
+        return [self._memory(r, float(final[r])) for r in rows]
+
+    def _partner(self, row: int) -> int | None:
+        return partner(row, self.sessions.of_row, self.turns["speaker"]) if self.stages.neighbours else None
+
+    def _best_turn(self, session: int, query: str, turn_score: np.ndarray, dense: np.ndarray | None) -> int:
+        """A session's best turn: by the turn rankings, else by vector, else by the query's words it holds."""
+        rows = self.sessions.rows(session)
+        if dense is not None:
+            second = dense[rows]
+        else:
+            second = np.asarray(overlap(query, self.table.take(pa.array(rows)).column("text").to_pylist()), dtype=np.float32)
+        return int(rows[np.lexsort((-second, -turn_score[rows]))[0]])
+
+
+def _best(scores: np.ndarray | None, k: int) -> list[tuple[int, float]]:
+    """The k highest finite scores as (index, score), best first."""
+    if scores is None or k <= 0:
+        return []
+    best = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+    best = best[np.argsort(-scores[best], kind="stable")]
+    return [(int(i), float(scores[i])) for i in best if np.isfinite(scores[i])]
 
 
 def estimate_tokens(text: str) -> int:

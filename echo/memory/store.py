@@ -154,12 +154,26 @@ class PartFile:
 
 PART_LIKE = re.compile(r"^part.*\.txt$", re.IGNORECASE)  # meant as a part, whether or not the name is right
 LINK_REASON = "a symbolic link: Echo reads only what is inside memory/ (fix: move or copy the real file or folder into memory/)"
+_NEAR_DAY = re.compile(r"^day\D{0,2}(\d{4})", re.IGNORECASE)  # day0106b, Day0106, day0106-2, day_0106
+
+
+def _not_a_day(name: str) -> str:
+    """Why an entry of memory/ that is not a day folder is not read, and what to do."""
+    near = _NEAR_DAY.match(name)
+    if near:
+        right = f"day{near.group(1)}"
+        return (
+            f"not a day folder name: day folders are named dayMMDD, exactly (fix: rename it to {right}, "
+            f"or move its user folders into {right} if that folder exists)"
+        )
+    return "not read: memory/ holds only dayMMDD folders (fix: none if it is not a conversation; else move it into memory/dayMMDD/<user>/partN.txt)"
 
 
 def scan_parts(memory_dir: Path) -> tuple[list[PartFile], list[dict]]:
     """Every part in order (days by name, users by name, parts by number), and what was
-    skipped ({path, reason}): folders that could not be read, links (never followed, so
-    nothing outside memory/ is read), and files meant as parts that cannot be one."""
+    skipped ({path, reason}): every entry that is not read, with what to do: folders that
+    could not be read, links (never followed, so nothing outside memory/ is read), folders
+    almost named as days, files meant as parts that cannot be one, and anything else."""
     found: list[PartFile] = []
     skipped: list[dict] = []
 
@@ -173,8 +187,8 @@ def scan_parts(memory_dir: Path) -> tuple[list[PartFile], list[dict]]:
 
     for day in entries("."):
         if not DAY_RE.match(day.name):
-            continue  # README.md and the like
-        if day.is_symlink():
+            skipped.append({"path": day.name, "reason": _not_a_day(day.name)})
+        elif day.is_symlink():
             skipped.append({"path": day.name, "reason": LINK_REASON})
         elif not day.is_dir():
             skipped.append({"path": day.name, "reason": "a file where a day folder belongs (fix: move it out of memory/)"})
@@ -188,6 +202,10 @@ def scan_parts(memory_dir: Path) -> tuple[list[PartFile], list[dict]]:
                         _scan_part(entry, day.name, user.name, found, skipped)
                 elif PART_LIKE.match(user.name):
                     skipped.append({"path": where, "reason": "a part outside a user folder (fix: move it into memory/dayMMDD/<user>/)"})
+                else:
+                    skipped.append(
+                        {"path": where, "reason": "not read: a day folder holds only user folders (fix: move it out, or into a user folder as partN.txt)"}
+                    )
     found.sort(key=lambda p: (p.day, p.user, p.part))
     return found, skipped
 
@@ -196,8 +214,7 @@ def _scan_part(entry: os.DirEntry, day: str, user: str, found: list[PartFile], s
     path = f"{day}/{user}/{entry.name}"
     number = part_number(entry.name)
     if entry.is_symlink():
-        if number or PART_LIKE.match(entry.name):
-            skipped.append({"path": path, "reason": LINK_REASON})
+        skipped.append({"path": path, "reason": LINK_REASON})
     elif number and entry.is_file(follow_symlinks=False):
         stat = entry.stat(follow_symlinks=False)
         found.append(PartFile(path, day, user, number, stat.st_size, stat.st_mtime_ns, stat.st_ino))
@@ -210,6 +227,10 @@ def _scan_part(entry: os.DirEntry, day: str, user: str, found: list[PartFile], s
                 "reason": "not a part name: parts are part1.txt, part2.txt, ... counting from 1, without "
                 "leading zeros (fix: rename it to the next free partN.txt)",
             }
+        )
+    else:
+        skipped.append(
+            {"path": path, "reason": "not read: a user folder holds only part1.txt, part2.txt, ... (fix: move it out, or rename it to the next free partN.txt)"}
         )
 
 
