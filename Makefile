@@ -2,7 +2,7 @@
 VENV ?= .venv
 STAMP := $(VENV)/.echo-installed
 
-.PHONY: install serve test lint docs bench bench-memory bench-ingest bench-load
+.PHONY: install serve test lint docs bench bench-memory bench-ingest bench-load bench-recall
 install: $(STAMP)
 
 $(STAMP): pyproject.toml scripts/setup.sh
@@ -29,6 +29,9 @@ bench: $(STAMP)  ## print the serving figures (bench/README.md)
 
 bench-memory: $(STAMP)  ## print the memory figures: replay of 300k lines, search, recall@10
 	$(VENV)/bin/python bench/memory.py
+
+bench-recall: $(STAMP)  ## print RealMem session recall by stage (before and after) and search speed at 300,000 lines
+	$(VENV)/bin/python bench/recall.py
 
 bench-ingest: $(STAMP)  ## print the ingestion figures: lag of new parts, a 1,000-part storm
 	$(VENV)/bin/python bench/ingest.py
