@@ -10,11 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-
-from echo.brain.users import user_key
 import pytest
 import yaml
 
+from echo.brain.users import user_key
 from echo.config import DEFAULT_CONFIG
 
 TOKEN = "e2e-origin-token-7f3a"

@@ -3,7 +3,6 @@
 import pytest
 
 from echo.brain import users
-
 from echo.http.app import create_api
 from tests.fakes import CIRCUITS, FakeCircuit, FakeMemory, make_brain
 
