@@ -110,6 +110,7 @@ def build_from_config(config: EchoConfig) -> Application:
             max_queued_requests=c.max_queued_requests,
             backpressure_config=backpressure,
             ray_actor_options={"num_cpus": c.num_cpus, "num_gpus": c.num_gpus, "resources": dict(c.resources)},
+            max_replicas_per_node=c.max_replicas_per_node,
         ).bind(name, c.model_dump(mode="json"), str(models[name]) if name in models else None)
         for name, c in config.circuits.items()
     }

@@ -112,6 +112,9 @@ class CircuitConfig(Strict):
         description="Custom Ray resources each replica requires, such as {echo_circuits: 1}: only nodes started with them "
         "(`ray start --resources`, as ray_cluster.yaml's workers) take this circuit.",
     )
+    max_replicas_per_node: int | None = Field(
+        None, ge=1, le=64, description="At most this many of its replicas on one node (1: a second copy of the model goes to another GPU); unset: no limit."
+    )
     max_tokens: int = Field(256, ge=1, le=32_768, description="The longest answer, in tokens.")
     timeout_s: float = Field(120.0, gt=0.0, le=3600.0, description="An answer not done in this time is left out of the reply (which says so).")
     n_parallel: int = Field(

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import secrets
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -20,9 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import psutil
 
-from bench.common import free_port
 from serve_app import SERVE_ENVIRONMENT
 
 BIN = Path(sys.executable).parent  # ray, serve and echo-server of this virtualenv
@@ -48,8 +49,8 @@ class LocalCluster:
     def __init__(self, extra_env: dict[str, str] | None = None):
         # Short: Ray's Unix sockets live under it, and their paths are limited to 107 bytes.
         self.root = Path(tempfile.mkdtemp(prefix="echo-cluster-", dir="/tmp"))
-        self.port, self.dashboard_port = free_port(), free_port()
-        self.http_port = free_port()  # Serve's: set when it first starts, the same for every app after
+        self.port, self.dashboard_port = quiet_port(), quiet_port()
+        self.http_port = quiet_port()  # Serve's: set when it first starts, the same for every app after
         self.address = f"127.0.0.1:{self.port}"
         self.dashboard = f"http://127.0.0.1:{self.dashboard_port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
@@ -61,8 +62,8 @@ class LocalCluster:
             # Three nodes' agents starting at once on two busy cores can take a while.
             "RAY_agent_register_timeout_ms": "180000",
             # HAProxy's own ports, free ones: another Serve on the machine holds the defaults.
-            "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
-            "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
+            "RAY_SERVE_HAPROXY_STATS_PORT": str(quiet_port()),
+            "RAY_SERVE_HAPROXY_METRICS_PORT": str(quiet_port()),
             **(extra_env or {}),
         }
         self.nodes: list[Node] = []
@@ -87,7 +88,7 @@ class LocalCluster:
             "--object-store-memory=100000000",
             "--min-worker-port=0",
             "--max-worker-port=0",
-            *(f"--{p}={free_port()}" for p in ports),
+            *(f"--{p}={quiet_port()}" for p in ports),
             *args,
         ]
         # The node writes its log until it stops, long after this call.
@@ -106,7 +107,7 @@ class LocalCluster:
                 f"--temp-dir={self.root / 'ray'}",
                 "--include-dashboard=true",
                 f"--dashboard-port={self.dashboard_port}",
-                f"--ray-client-server-port={free_port()}",
+                f"--ray-client-server-port={quiet_port()}",
             ],
             num_cpus,
             resources,
@@ -207,18 +208,43 @@ class LocalCluster:
         raise TimeoutError(f"{what} did not happen within {timeout}s")
 
 
-def _tree(process: subprocess.Popen) -> list[psutil.Process]:
-    """A node's `ray start` and all it started: GCS, raylet, agents and the raylet's workers."""
-    try:
-        root = psutil.Process(process.pid)
-        return [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
+def quiet_port() -> int:
+    """A free port below the kernel's ephemeral range: ports are taken minutes before HAProxy or
+    Serve bind them, and a port from that range could meanwhile go to any outgoing connection
+    or Ray worker (both take ephemeral ports), as bench.common.free_port's can."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    while True:
+        port = random.randrange(max(1024, low - 12_000), low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
 
 
-def _kill(processes: list[psutil.Process]) -> None:
-    for p in processes:
+def _tree(process: subprocess.Popen) -> list[int]:
+    """A node's `ray start` and all it started (GCS, raylet, agents, the raylet's workers), by
+    parent process id from /proc: taken before any is killed, since an orphan loses its parent."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:  # gone meanwhile
+                continue
+            children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry.name))
+    found, todo = [], [process.pid]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def _kill(pids: list[int]) -> None:
+    for pid in pids:
         try:
-            p.kill()
-        except psutil.NoSuchProcess:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
             pass

@@ -23,10 +23,11 @@ def instant(**circuit) -> dict:
 
 def test_the_cluster_config_is_the_a40_one_with_the_circuits_on_the_workers_and_the_brain_on_the_head():
     cluster, a40 = load_config(CONFIGS / "cluster.yaml"), load_config(CONFIGS / "a40.yaml")
-    placement = {"resources", "autoscaling"}
+    placement = {"resources", "autoscaling", "max_replicas_per_node"}
     for name, circuit in cluster.circuits.items():  # the same models and prompts: they cannot drift
         assert circuit.model_dump(exclude=placement) == a40.circuits[name].model_dump(exclude=placement)
         assert circuit.resources == {"echo_circuits": 1} and (circuit.autoscaling.min_replicas, circuit.autoscaling.max_replicas) == (1, 2)
+        assert circuit.max_replicas_per_node == 1  # a second copy on another worker, never two models' copies on one GPU
     assert cluster.brain_resources == {"memory_home": 0.01} and cluster.recall.embedding_num_gpus == 0
     deploy = yaml.safe_load((CONFIGS / "serve_cluster.yaml").read_text(encoding="utf-8"))
     assert deploy["applications"][0]["args"] == {"config": "configs/cluster.yaml"} and deploy["proxy_location"] == "HeadOnly"
@@ -38,6 +39,7 @@ def test_each_deployment_gets_its_resources_and_its_replica_count_or_autoscaling
     data = instant(resources={"echo_circuits": 1})
     data["circuits"]["emotion"]["autoscaling"] = {"min_replicas": 1, "max_replicas": 3, "target_ongoing_requests": 4, "downscale_delay_s": 30}
     data["circuits"]["self"]["replicas"] = 2
+    data["circuits"]["self"]["max_replicas_per_node"] = 1
     data["brain_resources"] = {"memory_home": 0.01}
     brain = serve_app.build_from_config(parse_config(data))._bound_deployment
     assert brain.ray_actor_options["resources"] == {"memory_home": 0.01}
@@ -48,6 +50,7 @@ def test_each_deployment_gets_its_resources_and_its_replica_count_or_autoscaling
     assert (scaling.target_ongoing_requests, scaling.downscale_delay_s) == (4, 30)
     assert circuits["self"].num_replicas == 2 and circuits["creation"].num_replicas == 1
     assert circuits["self"]._deployment_config.autoscaling_config is None
+    assert circuits["self"]._replica_config.max_replicas_per_node == 1 and circuits["emotion"]._replica_config.max_replicas_per_node is None
 
 
 def test_a_config_survives_the_trip_to_every_replica():
