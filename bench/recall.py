@@ -338,14 +338,14 @@ def main() -> int:
     )
     baselines = {p.name: WordBM25(p.turns) for p in personas}
     print(line("word BM25 (baseline)", score(personas, lambda p, q, k: baselines[p.name].search(q.text, k, q.session)), queries), flush=True)
-    before = Stages(sessions=False)
+    before = Stages(sessions=False, time_in_query=0)
     lines = [
         ("before: lexical", "lexical", before),
         ("before: dense", "dense", before),
         ("before: hybrid (turns fused by RRF)", "hybrid", before),
-        ("+ sessions, one turn each", "hybrid", Stages(session_index=False, neighbours=False, time_in_query=0, focus=0)),
-        ("+ session BM25", "hybrid", Stages(neighbours=False, time_in_query=0, focus=0)),
-        ("+ time in the question", "hybrid", Stages(neighbours=False, focus=0)),
+        ("+ time in the question", "hybrid", Stages(sessions=False)),
+        ("+ long messages session first, one turn each", "hybrid", Stages(session_index=False, neighbours=False, focus=0)),
+        ("+ session BM25", "hybrid", Stages(neighbours=False, focus=0)),
         ("+ 5 lines to the best turns", "hybrid", Stages(neighbours=False)),
         ("after: lexical", "lexical", Stages()),
         ("after: hybrid (default: + exchange partners)", "hybrid", Stages()),

@@ -12,6 +12,7 @@ A search can be bounded in time (since, before) and to one user.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -28,11 +29,12 @@ from echo.memory.dates import Bound, infer_date, shown, time_in_query
 from echo.memory.dense import Embedder, VectorStore
 from echo.memory.indexing import SESSIONS_DIR, TURNS_DIR
 from echo.memory.lexical import LexicalIndex, overlap
-from echo.memory.sessions import Sessions, first_seen, fuse, partner, pick_turns
+from echo.memory.sessions import RRF_K, Sessions, first_seen, fuse, partner, pick_turns
 
 TURN_CANDIDATES = 100  # turns from each turn ranking: their sessions, and which turns to show
 SESSION_CANDIDATES = 100  # sessions from the whole-session BM25 and from the best turns' vectors
 MODES = ("hybrid", "lexical", "dense")
+_WORD = re.compile(r"\w+")
 
 
 @dataclass(frozen=True)
@@ -40,13 +42,14 @@ class Stages:
     """What search does beyond fusing turns; each can be turned off (the recall benchmark
     measures each one's share). All off is the turn-level fusion Echo had before sessions."""
 
-    sessions: bool = True  # rank sessions, then show their best turns
+    sessions: bool = True  # a long message: rank sessions, then show their best turns
+    topic_words: int = 16  # a message of this many words or more is searched session first
     session_index: bool = True  # BM25 over whole sessions
     neighbours: bool = True  # a turn's exchange partner comes next in its session
     time_in_query: float = 1.0  # weight of the sessions dated when the question says
     session_weight: float = 1.0  # a turn's score counts its session's this much
     focus: int = 5  # lines for the best turns, wherever they are; the rest go to further sessions, one turn each
-    # Turn-level fusion only: bigram BM25's long tail is mostly turns that share a common
+    # A short question's turns: bigram BM25's long tail is mostly turns that share a common
     # syllable pair with the query ("였지", "내가"), noise to the fusion beyond its top 10.
     lexical_turns: int = 10
     dense_turns: int = 50
@@ -193,18 +196,31 @@ class MemorySearch:
         st = self.stages
         allowed = self.sessions.allowed(user, since, before)
         paths = None if allowed is None else [self.sessions.paths[i] for i in np.flatnonzero(allowed)]
-        lexical = self.lexical_ranking(query, TURN_CANDIDATES if st.sessions else st.lexical_turns, None, paths) if mode != "dense" else []
+        # A question of a few words asks for a line; a message of several sentences sets a
+        # topic that whole conversations match: only those are searched session first.
+        broad = st.sessions and len(_WORD.findall(query)) >= st.topic_words
+        depth = (TURN_CANDIDATES, TURN_CANDIDATES) if broad else (st.lexical_turns, st.dense_turns)
+        lexical = self.lexical_ranking(query, depth[0], None, paths) if mode != "dense" else []
         dense = self.dense_scores(query, allowed) if mode != "lexical" else None
-        if mode == "lexical" and not st.sessions:
-            return [self._memory(r, s) for r, s in lexical[:k]]
-        if mode == "dense" and not st.sessions:
-            return [self._memory(r, s) for r, s in _best(dense, k)]
-        dense_turns = _best(dense, TURN_CANDIDATES if st.sessions else st.dense_turns)
+        dense_turns = _best(dense, depth[1])
         turn_score = fuse([(1.0, [r for r, _ in lexical]), (1.0, [r for r, _ in dense_turns])], len(self.turns["id"]))
-        if not st.sessions:
-            best = np.argsort(-turn_score, kind="stable")[: min(k, int(np.count_nonzero(turn_score)))]
-            return [self._memory(int(r), float(turn_score[r])) for r in best]
-        return self._by_session(query, k, allowed, paths, before, lexical, dense, turn_score)
+        if broad:
+            return self._by_session(query, k, allowed, paths, before, lexical, dense, turn_score)
+        if mode == "lexical" and not st.time_in_query:
+            return [self._memory(r, s) for r, s in lexical[:k]]
+        if mode == "dense" and not st.time_in_query:
+            return [self._memory(r, s) for r, s in dense_turns[:k]]
+        if st.time_in_query and (when := self._time_in_query(query, before)) is not None:
+            found = np.flatnonzero(turn_score)
+            dated = found[np.isin(self.sessions.of_row[found], self.sessions.dated(*when))]
+            turn_score[dated] += st.time_in_query / (RRF_K + 1)
+        best = np.argsort(-turn_score, kind="stable")[: min(k, int(np.count_nonzero(turn_score)))]
+        return [self._memory(int(r), float(turn_score[r])) for r in best]
+
+    def _time_in_query(self, query: str, before: Bound | None) -> tuple[date, date] | None:
+        """The days the question names, counted back from before (a search bounded in time) or today."""
+        today = before.day if before is not None else datetime.now(ZoneInfo(self.timezone)).date()
+        return time_in_query(query, today)
 
     def _by_session(self, query, k, allowed, paths, before, lexical, dense, turn_score) -> list[Memory]:
         st, sessions = self.stages, self.sessions
@@ -221,8 +237,7 @@ class MemorySearch:
         for _, ranking in rankings:
             found[ranking] = True
         if st.time_in_query:
-            today = before.day if before is not None else datetime.now(ZoneInfo(self.timezone)).date()
-            when = time_in_query(query, today)
+            when = self._time_in_query(query, before)
             if when is not None:
                 dated = sessions.dated(*when)
                 dated = dated[found[dated]] if allowed is None else dated[allowed[dated] & found[dated]]

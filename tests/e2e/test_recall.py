@@ -63,7 +63,9 @@ def test_a_time_named_in_the_question_brings_that_times_conversation_first(echo,
 
 
 def test_an_answer_recalls_from_several_conversations_not_several_lines_of_one(echo, garden):
-    response = echo.ask({"prompt": "What have I planted in the community garden plot?"}, token=echo.token)
+    # A message of several sentences sets a topic: recall reaches across the conversations about it.
+    prompt = "I keep thinking about my community garden plot these days. Remind me, what have I planted there so far this year?"
+    response = echo.ask({"prompt": prompt}, token=echo.token)
     assert response.status_code == 200, response.text
     recalled = [m["path"] for m in response.json()["memories"]]
     assert len(set(recalled) & set(garden)) >= 2, recalled
