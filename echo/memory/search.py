@@ -87,7 +87,9 @@ class MemorySearch:
         self.timezone = timezone  # the day folders' time zone: it dates the turns
         self.stages = stages
         self.vectors = VectorStore(index_dir / "dense" / embedder.name) if embedder else None
-        self._lock = threading.Lock()
+        # Held while a search runs and while refresh() swaps in a new replay's tables: a search
+        # that overlapped an update would mix the old turns with the new sessions.
+        self._lock = threading.RLock()
         self._dense: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # turn rows, their rows in vectors.all, users
         self.refresh()
 
@@ -189,6 +191,10 @@ class MemorySearch:
     ) -> list[Memory]:
         """The k turns that best answer query, best first; only user's when user is given, only
         those dated from since and before before when they are given."""
+        with self._lock:
+            return self._search(query, k, user, mode, since, before)
+
+    def _search(self, query: str, k: int, user: str | None, mode: str, since: Bound | None, before: Bound | None) -> list[Memory]:
         if mode not in MODES:
             raise ValueError(f"mode = {mode!r}: use one of {', '.join(MODES)}")
         if not query.strip() or k <= 0:

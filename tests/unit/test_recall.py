@@ -177,3 +177,37 @@ def test_search_results_carry_the_date_of_their_day_folder(tmp_path):
     replay(tmp_path / "memory", tmp_path / "index")
     found = MemorySearch(tmp_path / "index", timezone="UTC").search("고양이", 1, mode="lexical")
     assert found and found[0].date == "2025-12-30"
+
+
+def test_searches_during_index_updates_never_mix_two_replays(tmp_path):
+    import threading
+
+    write(tmp_path / "small", "day0901/origin/part1.txt", CAT)
+    write(tmp_path / "big", "day0901/origin/part1.txt", CAT)
+    for n in range(2, 40):
+        write(
+            tmp_path / "big", f"day0902/origin/part{n}.txt", f"나의 말:\n고양이 이야기 {n} 번째와 아주 긴 문장들이 이어지는 하루의 기록\n에코의 말:\n네 {n}\n"
+        )
+    replay(tmp_path / "small", tmp_path / "small_index")
+    replay(tmp_path / "big", tmp_path / "big_index")
+    search = MemorySearch(tmp_path / "small_index")
+    long_question = "고양이 " * 20  # searched session first: every stage reads the sessions
+    errors, stop = [], threading.Event()
+
+    def searching():
+        while not stop.is_set():
+            try:
+                search.search(long_question, 10, mode="lexical")
+                search.search("고양이", 10)
+            except Exception as exc:  # noqa: BLE001 - any error is the failure this test looks for
+                errors.append(exc)
+                return
+
+    thread = threading.Thread(target=searching)
+    thread.start()
+    for n in range(60):  # as the MemoryActor's updates do, between searches
+        search.index_dir = tmp_path / ("big_index" if n % 2 else "small_index")
+        search.refresh()
+    stop.set()
+    thread.join()
+    assert errors == []
