@@ -50,6 +50,10 @@ def make_config(home: Path, port: int, max_tokens: int, engine: str) -> dict:
             circuit["num_cpus"] = 0  # instant circuits reserve no core beside the real ones
         circuit["sampling"] = {"temperature": 0.0, "top_k": 1, "top_p": 1.0}  # greedy: same work every time
     data.update(port=port, merge="concat", memory_dir=str(home / "memory"), manifest_dir=str(REPO_ROOT / "manifest"), projects_dir=str(home / "projects"))
+    if engine == "echo":
+        # Instant circuits repeat their whole prompt (recalled memories included): a budget that
+        # takes six such exchanges, so that brain_overhead_context times the context it names.
+        data["conversation"] = {"budget_tokens": 100_000}
     if engine == "llama":
         # No recall for the model figures: recalled memories change the prompt every round, and
         # the one-after-another side would then find it in llama.cpp's prefix cache, the
