@@ -49,10 +49,9 @@ class LocalCluster:
     def __init__(self, extra_env: dict[str, str] | None = None):
         # Short: Ray's Unix sockets live under it, and their paths are limited to 107 bytes.
         self.root = Path(tempfile.mkdtemp(prefix="echo-cluster-", dir="/tmp"))
-        self.port, self.dashboard_port = quiet_port(), quiet_port()
+        self.port = self.dashboard_port = 0  # the head's, chosen as it starts
+        self.address = self.dashboard = ""
         self.http_port = quiet_port()  # Serve's: set when it first starts, the same for every app after
-        self.address = f"127.0.0.1:{self.port}"
-        self.dashboard = f"http://127.0.0.1:{self.dashboard_port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
         self.env = {
             **env,
@@ -99,33 +98,33 @@ class LocalCluster:
         return node
 
     def start_head(self, num_cpus: float, resources: dict) -> Node:
-        head = self._start(
-            "head",
-            [
+        def args() -> list[str]:
+            self.port, self.dashboard_port = quiet_port(), quiet_port()  # fresh ones for each attempt
+            self.address, self.dashboard = f"127.0.0.1:{self.port}", f"http://127.0.0.1:{self.dashboard_port}"
+            return [
                 "--head",
                 f"--port={self.port}",
                 f"--temp-dir={self.root / 'ray'}",
                 "--include-dashboard=true",
                 f"--dashboard-port={self.dashboard_port}",
                 f"--ray-client-server-port={quiet_port()}",
-            ],
-            num_cpus,
-            resources,
-        )
-        self._wait_joined(head, 1)
-        return head
+            ]
 
-    def add_worker(self, name: str, num_cpus: float, resources: dict, attempts: int = 3) -> Node:
-        before = self.nodes_alive()
+        return self._start_joined("head", args, num_cpus, resources, alive=1)
+
+    def add_worker(self, name: str, num_cpus: float, resources: dict) -> Node:
+        return self._start_joined(name, lambda: [f"--address={self.address}"], num_cpus, resources, alive=self.nodes_alive() + 1)
+
+    def _start_joined(self, name: str, args, num_cpus: float, resources: dict, alive: int, attempts: int = 3) -> Node:
         for attempt in range(1, attempts + 1):
-            worker = self._start(name, [f"--address={self.address}"], num_cpus, resources)
+            node = self._start(name, args(), num_cpus, resources)
             try:
-                self._wait_joined(worker, before + 1)
-                return worker
+                self._wait_joined(node, alive)
+                return node
             except NodeFailed:
-                # On starved cores a raylet can give up on its agents before they start
-                # ("timed out during startup"); what it left is ended, and it starts again.
-                _kill(_tree(worker.process))
+                # On starved cores `ray start` gives up after 30 s without the raylet's word ("timed
+                # out during startup"): what it left is ended, and it starts again.
+                _kill(_tree(node.process))
                 if attempt == attempts:
                     raise
         raise AssertionError("unreachable")
@@ -150,6 +149,19 @@ class LocalCluster:
         _kill([p for node in self.nodes for p in _tree(node.process)])
         for node in self.nodes:
             node.process.wait()
+        _kill(self._strays())
+
+    def _strays(self) -> list[int]:
+        """Processes of this cluster whose `ray start` is gone: those with its folder in their
+        command line (GCS, raylets, agents)."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and str(self.root).encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+        return found
 
     # -- asking the cluster, as an operator does ---------------------------------------
 
