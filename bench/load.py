@@ -19,7 +19,6 @@ import collections
 import os
 import secrets
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -31,6 +30,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import free_port, percentile  # noqa: E402
 from echo.config import DEFAULT_CONFIG, REPO_ROOT  # noqa: E402
 from echo.memory.parsing import parse_part  # noqa: E402
 
@@ -113,11 +113,6 @@ def audit(results: list[Result], memory_dir: Path, user: str) -> list[str]:
     return problems
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))] if ordered else float("nan")
-
-
 def summary(label: str, results: list[Result], seconds: float) -> str:
     answered = [r.seconds * 1000 for r in results if r.status == 200]
     statuses = collections.Counter(str(r.status) for r in results)
@@ -132,12 +127,6 @@ def summary(label: str, results: list[Result], seconds: float) -> str:
 def prompts(label: str, n: int) -> list[str]:
     # Unique prompts: an exchange identical to the last one saved is not saved twice.
     return [f"{label} request {i} 부하 시험 {os.urandom(3).hex()}" for i in range(n)]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wait_ready(url: str, timeout: float = 300) -> None:
@@ -199,7 +188,7 @@ def main() -> None:
     os.environ["ECHO_ORIGIN_TOKEN"] = secrets.token_hex(16)  # the bench's own owner, before Ray starts
     try:
         start_ray(num_cpus=8, include_dashboard=False, logging_level="warning")
-        port = _free_port()
+        port = free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         url = f"http://127.0.0.1:{port}"
         serve.run(build_app({"config": str(_config(INSTANT_CONFIG, home, "instant"))}), name="echo", route_prefix="/")

@@ -70,7 +70,9 @@ def test_the_memory_actor_killed_during_a_burst_keeps_every_acknowledged_save(in
     memory = instant.home / "memory"
     asked = prompts("burst", 120)
     outcome: list = []
-    burst = threading.Thread(target=lambda: outcome.extend(asyncio.run(fire(instant.url, asked, concurrency=6, user="burst", timeout=120, token=instant.key("burst")))))
+    burst = threading.Thread(
+        target=lambda: outcome.extend(asyncio.run(fire(instant.url, asked, concurrency=6, user="burst", timeout=120, token=instant.key("burst"))))
+    )
     burst.start()
     wait_for(lambda: sum(saved_prompts(memory, "burst")[0].values()) >= 15, timeout=60, what="the first saves of the burst")
     ray.kill(ray.get_actor(actor_name(memory), namespace=NAMESPACE), no_restart=False)
