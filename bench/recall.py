@@ -266,8 +266,10 @@ class StandIn:
         return self.embedder.query(text)
 
 
-def speed(args, queries: list[str]) -> None:
-    """Search p50/p95 at 300,000 lines with every stage on, and what indexing costs per line."""
+def speed(args) -> None:
+    """Search p50/p95 at 300,000 lines with every stage on, and what indexing costs per line:
+    the dev set's short questions and every tenth RealMem query (long messages, searched
+    session first)."""
     from bench.memory_gen import generate_memory, load_devset
     from echo.memory.dense import E5Embedder
     from echo.memory.indexing import SESSIONS_DIR
@@ -300,7 +302,14 @@ def speed(args, queries: list[str]) -> None:
     )
     assert (index / SESSIONS_DIR).is_dir()
     search.embed_pending(batch=4096, chunk=65536)
-    asked = [e["query"] for e in devset] + queries
+    realmem = [
+        t["content"]
+        for source in sorted(Path(args.realmem).glob("*_dialogues_256k.json"))
+        for s in json.loads(source.read_text(encoding="utf-8"))["dialogues"]
+        for t in s["dialogue_turns"]
+        if _is_true(t.get("is_query"))
+    ]
+    asked = [e["query"] for e in devset] + realmem[::10]
     for mode in ("lexical", "hybrid"):
         for q in asked[:10]:
             search.search(q, 10, mode=mode)  # warm the caches
@@ -326,9 +335,13 @@ def main() -> int:
     parser.add_argument("--personas", help="only these personas (comma-separated names)")
     parser.add_argument("--threads", type=int, default=2, help="embedding threads")
     parser.add_argument("--skip-speed", action="store_true", help="only the RealMem table")
+    parser.add_argument("--skip-realmem", action="store_true", help="only the speed lines")
     parser.add_argument("--lexical-only", action="store_true", help="no embedding: the baseline and the lexical lines only")
     parser.add_argument("--speed-parts", type=int, default=760, help="parts (395 lines each) in the memory searched for speed")
     args = parser.parse_args()
+    if args.skip_realmem:
+        speed(args)
+        return 0
     started = time.perf_counter()
     personas = prepare(args)
     queries = sum(len(p.queries) for p in personas)
@@ -346,7 +359,7 @@ def main() -> int:
         ("+ time in the question", "hybrid", Stages(sessions=False)),
         ("+ long messages session first, one turn each", "hybrid", Stages(session_index=False, neighbours=False, focus=0)),
         ("+ session BM25", "hybrid", Stages(neighbours=False, focus=0)),
-        ("+ 5 lines to the best turns", "hybrid", Stages(neighbours=False)),
+        ("+ half the lines to the best turns", "hybrid", Stages(neighbours=False)),
         ("after: lexical", "lexical", Stages()),
         ("after: hybrid (default: + exchange partners)", "hybrid", Stages()),
     ]
@@ -355,7 +368,7 @@ def main() -> int:
             print(line(label, score(personas, echo_turns(mode, stages)), queries), flush=True)
     print(f"realmem took {time.perf_counter() - started:.0f} s", file=sys.stderr)
     if not args.skip_speed:
-        speed(args, [q.text for p in personas for q in p.queries[::10]])
+        speed(args)
     return 0
 
 

@@ -5,13 +5,14 @@ of 1/(60 + rank) over the rankings it appears in, so no score scale is tuned aga
 Sessions (parts, echo.memory.sessions) are ranked the same way, by what finds them: BM25 over
 the whole session, their best turn by BM25, their best turn by embedding, and a time the
 question names ("last week", "작년 여름"). A turn then counts its session's score too. Of k
-lines, the first five go to the best turns, each with the other half of its exchange; the
+lines, the first half go to the best turns, each with the other half of its exchange; the
 rest to the best turn of each further session, so that recall reaches more conversations.
 A search can be bounded in time (since, before) and to one user.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 from collections.abc import Callable
@@ -48,7 +49,7 @@ class Stages:
     neighbours: bool = True  # a turn's exchange partner comes next in its session
     time_in_query: float = 1.0  # weight of the sessions dated when the question says
     session_weight: float = 1.0  # a turn's score counts its session's this much
-    focus: int = 5  # lines for the best turns, wherever they are; the rest go to further sessions, one turn each
+    focus: float = 0.5  # the share of the lines for the best turns, wherever they are; the rest go to further sessions, one turn each
     # A short question's turns: bigram BM25's long tail is mostly turns that share a common
     # syllable pair with the query ("였지", "내가"), noise to the fusion beyond its top 10.
     lexical_turns: int = 10
@@ -255,7 +256,7 @@ class MemorySearch:
         combined = turn_score[candidates] + st.session_weight * score[of_row[candidates]]
         ranked = [int(r) for r in candidates[np.argsort(-combined, kind="stable")]]
         order = [int(s) for s in np.argsort(-score, kind="stable")[: 2 * k] if score[s] > 0]
-        rows = pick_turns(ranked, order, lambda s: self._best_turn(s, query, turn_score, dense), of_row, k, st.focus, self._partner)
+        rows = pick_turns(ranked, order, lambda s: self._best_turn(s, query, turn_score, dense), of_row, k, math.ceil(k * st.focus), self._partner)
         final = turn_score + st.session_weight * score[of_row]
         return [self._memory(r, float(final[r])) for r in rows]
 

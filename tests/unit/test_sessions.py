@@ -78,3 +78,26 @@ def test_the_budget_goes_to_the_best_turns_with_their_partners_then_to_more_sess
     assert pick_turns(ranked, sessions, best_turn, of_row, 5, focus=3, partner=partners) == [1, 0, 2, 4, 6]  # a question with its answer
     assert pick_turns(ranked, sessions, best_turn, of_row, 3, focus=10, partner=partners) == [1, 0, 2]
     assert pick_turns([], [], best_turn, of_row, 5, focus=3, partner=partners) == []
+
+
+def test_a_long_message_reaches_several_conversations_and_a_bound_keeps_to_its_time(tmp_path):
+    import os
+
+    from echo.memory.replay import replay
+    from echo.memory.search import MemorySearch
+
+    memory = tmp_path / "memory"
+    for n, day in enumerate((date(2025, 5, 1), date(2025, 5, 8), date(2025, 5, 15))):
+        part = memory / f"day{day:%m%d}" / "origin" / "part1.txt"
+        part.parent.mkdir(parents=True)
+        talk = [f"나의 말:\nthe tomato seedlings in my garden plot need water, week {n}\nChatGPT의 말:\nwater them early\n"] * (4 - n)
+        part.write_text("".join(f"{t.rstrip()} ({i})\n" for i, t in enumerate(talk)) + "나의 말:\nsomething else entirely\n", encoding="utf-8")
+        os.utime(part, ns=(ns(day, 12), ns(day, 12)))
+    replay(memory, tmp_path / "index")
+    search = MemorySearch(tmp_path / "index", None, "UTC")
+    message = "I was out in my garden plot again this morning and I keep wondering how often the tomato seedlings need water now"
+    found = search.search(message, 4, mode="lexical")
+    assert len({m.path for m in found}) == 3  # the first session alone has four such turns
+    assert {m.date for m in found} == {"2025-05-01", "2025-05-08", "2025-05-15"}
+    assert {m.date for m in search.search(message, 4, mode="lexical", before=Bound(date(2025, 5, 8)))} == {"2025-05-01"}
+    assert search.search("tomato seedlings water", 10, mode="lexical", since=Bound(date(2025, 6, 1))) == []
