@@ -153,7 +153,7 @@ def recall_at_10(work: Path, devset: list[dict], parts: int, threads: int) -> tu
     todo = len(search.vectors.missing(search.turns["hash"]))
     started = time.perf_counter()
     search.embed_pending()
-    per_second = todo / (time.perf_counter() - started)
+    per_second = todo / (time.perf_counter() - started) if todo else float("nan")  # nan: every vector was already kept in --workdir
     table: dict[str, dict[str, list[int]]] = {}
     for mode in ("lexical", "dense", "hybrid"):
         for entry in devset:

@@ -1,5 +1,5 @@
-"""The lexical indexes replay keeps beside the turns table: turns, and whole sessions (a part
-each), both in tantivy (echo.memory.lexical). Only what changed is written."""
+"""The lexical index replay keeps beside the turns table (tantivy, echo.memory.lexical): the
+turns that are not duplicates. Only what changed is written."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import pyarrow.compute as pc
 
 from echo.memory.lexical import LexicalIndex
 
-TURNS_DIR, SESSIONS_DIR = "lexical", "sessions"
+TURNS_DIR = "lexical"
 
 
-def update_indexes(index_dir: Path, turns: pa.Table, old_turns: pa.Table, read_ids: set[str], changed_paths: set[str], force: bool) -> None:
-    """Bring both indexes up to turns (with duplicate_of): the turns that are not duplicates,
-    and the sessions of changed_paths (read again, or gone) whole."""
+def update_indexes(index_dir: Path, turns: pa.Table, old_turns: pa.Table, read_ids: set[str], force: bool) -> None:
+    """Bring the index up to turns (with duplicate_of): the turns that are not duplicates, those
+    read again (read_ids) written anew."""
     duplicate_of = turns.column("duplicate_of")
     index = LexicalIndex(index_dir / TURNS_DIR, fresh=force or old_turns.num_rows == 0)
     fresh = index.created
@@ -26,14 +26,3 @@ def update_indexes(index_dir: Path, turns: pa.Table, old_turns: pa.Table, read_i
     now_ids = {ids[r] for r in now_rows}
     adding = turns.take(pa.array(add_rows, pa.int64())).select(["id", "user", "text", "path"])
     index.update(adding.to_pylist(), delete=sorted(was - now_ids), upsert=not fresh, threads=2 if len(add_rows) > 1000 else 1)
-
-    sessions = LexicalIndex(index_dir / SESSIONS_DIR, fresh=fresh)
-    redo = set(turns.column("path").unique().to_pylist()) if sessions.created else changed_paths
-    texts: dict[str, list[str]] = {}
-    users: dict[str, str] = {}
-    mine = turns.filter(pc.is_in(turns.column("path"), pa.array(sorted(redo), pa.string()))).select(["path", "user", "text"])
-    for path, user, text in zip(*(mine.column(c).to_pylist() for c in ("path", "user", "text"))):
-        texts.setdefault(path, []).append(text)
-        users[path] = user
-    whole = [{"id": p, "user": users[p], "path": p, "text": "\n".join(t)} for p, t in texts.items()]
-    sessions.update(whole, delete=sorted(redo - set(texts)), upsert=not sessions.created, threads=2 if len(whole) > 100 else 1)

@@ -4,8 +4,7 @@ Korean words change their endings ("고양이를", "고양이가", "고양이랑
 rarely match; overlapping syllable bigrams do ("고양", "양이"). tantivy cuts every text
 into one- and two-character grams in Rust (the query keeps only its Hangul pairs and lone
 syllables, so the other grams are never asked for); English words are stemmed. tantivy keeps the index on disk, scores with BM25 and updates by document id,
-so replaying one part touches only that part's turns. The same kind of index holds whole
-sessions (a part each, id = its path), for questions whose words are spread over a conversation.
+so replaying one part touches only that part's turns.
 """
 
 from __future__ import annotations

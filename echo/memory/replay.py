@@ -8,7 +8,6 @@ Replay reads memory/ and writes only under the index folder:
     turns.parquet   every turn (id, day, user, part, line_start, line_end, speaker, text,
                     hash, path, duplicate_of)
     lexical/        the tantivy index of the turns that are not duplicates
-    sessions/       the tantivy index of whole sessions (a part each)
     insight.json    what the memory holds, per day and speaker, and what was skipped and why
 """
 
@@ -313,9 +312,9 @@ def replay(
     if resumed:
         parts = _describe_again(parts, turns, set(resumed))
 
-    # The lexical indexes: the turns that are not duplicates, and the sessions read or gone.
+    # The lexical index holds the turns that are not duplicates; only the difference is written.
     read_ids = set(new_turns_rows.column("id").to_pylist()) if new_turns_rows is not None else set()
-    update_indexes(index_dir, turns, old_turns, read_ids, stale, force)
+    update_indexes(index_dir, turns, old_turns, read_ids, force)
     # The state goes last: a crash before it means these parts are simply read again.
     staged = [_stage_parquet(turns, index_dir / "turns.parquet"), _stage_parquet(parts, index_dir / "parts.parquet")]
     insight = build_insight(parts, turns, unreadable_folders)

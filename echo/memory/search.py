@@ -2,9 +2,8 @@
 
 Turns are found by BM25 and by embedding, fused by reciprocal rank fusion (each scores the sum
 of 1/(60 + rank) over the rankings it appears in, so no score scale is tuned against another).
-Sessions (parts, echo.memory.sessions) are ranked the same way, by what finds them: BM25 over
-the whole session, their best turn by BM25, their best turn by embedding, and a time the
-question names ("last week", "작년 여름"). A turn then counts its session's score too. Of k
+Sessions (parts, echo.memory.sessions) are ranked the same way, by what finds them: their
+best turn by BM25, their best turn by embedding, and a time the question names ("last week", "작년 여름"). A turn then counts its session's score too. Of k
 lines, the first half go to the best turns, each with the other half of its exchange; the
 rest to the best turn of each further session, so that recall reaches more conversations.
 A search can be bounded in time (since, before) and to one user.
@@ -28,12 +27,12 @@ import pyarrow.parquet as pq
 
 from echo.memory.dates import Bound, infer_date, shown, time_in_query
 from echo.memory.dense import Embedder, VectorStore
-from echo.memory.indexing import SESSIONS_DIR, TURNS_DIR
+from echo.memory.indexing import TURNS_DIR
 from echo.memory.lexical import LexicalIndex, overlap
 from echo.memory.sessions import RRF_K, Sessions, first_seen, fuse, partner, pick_turns
 
 TURN_CANDIDATES = 100  # turns from each turn ranking: their sessions, and which turns to show
-SESSION_CANDIDATES = 100  # sessions from the whole-session BM25 and from the best turns' vectors
+SESSION_CANDIDATES = 100  # sessions ranked by their best turn's vector
 MODES = ("hybrid", "lexical", "dense")
 _WORD = re.compile(r"\w+")
 
@@ -45,7 +44,6 @@ class Stages:
 
     sessions: bool = True  # a long message: rank sessions, then show their best turns
     topic_words: int = 16  # a message of this many words or more is searched session first
-    session_index: bool = True  # BM25 over whole sessions
     neighbours: bool = True  # a turn's exchange partner comes next in its session
     time_in_query: float = 1.0  # weight of the sessions dated when the question says
     session_weight: float = 1.0  # a turn's score counts its session's this much
@@ -96,7 +94,8 @@ class MemorySearch:
 
     def refresh(self) -> None:
         """Load the turns that are not duplicates, and the lexical index, as the last replay left them."""
-        lexical, session_index = (LexicalIndex(f) if LexicalIndex.exists(f) else None for f in (self.index_dir / TURNS_DIR, self.index_dir / SESSIONS_DIR))
+        folder = self.index_dir / TURNS_DIR  # reopened: a full replay makes a new one
+        lexical = LexicalIndex(folder) if LexicalIndex.exists(folder) else None
         path = self.index_dir / "turns.parquet"
         columns = ["id", "day", "user", "speaker", "text", "hash", "path", "line_start", "line_end"]
         table = pq.read_table(path) if path.is_file() else None
@@ -110,12 +109,11 @@ class MemorySearch:
         turns = {c: table.column(c).to_pylist() for c in ("id", "user", "hash", "path", "speaker")}
         sessions = Sessions.of(turns["path"], turns["user"], dates, {p["path"]: p["mtime_ns"] for p in written})
         with self._lock:
-            self.lexical, self.session_index = lexical, session_index
+            self.lexical = lexical
             self.date_of_part = {path: d.isoformat() for path, d in dates.items()}
             self.table = table  # the rest of each turn is read only for the turns found
             self.turns = turns
             self.sessions = sessions
-            self.session_of_path = {p: n for n, p in enumerate(sessions.paths)}
             self.row_of = {turn_id: row for row, turn_id in enumerate(self.turns["id"])}
             self._dense = None
 
@@ -212,7 +210,7 @@ class MemorySearch:
         dense_turns = _best(dense, depth[1])
         turn_score = fuse([(1.0, [r for r, _ in lexical]), (1.0, [r for r, _ in dense_turns])], len(self.turns["id"]))
         if broad:
-            return self._by_session(query, k, allowed, paths, before, lexical, dense, turn_score)
+            return self._by_session(query, k, allowed, before, lexical, dense, turn_score)
         if mode == "lexical" and not st.time_in_query:
             return [self._memory(r, s) for r, s in lexical[:k]]
         if mode == "dense" and not st.time_in_query:
@@ -229,13 +227,10 @@ class MemorySearch:
         today = before.day if before is not None else datetime.now(ZoneInfo(self.timezone)).date()
         return time_in_query(query, today)
 
-    def _by_session(self, query, k, allowed, paths, before, lexical, dense, turn_score) -> list[Memory]:
+    def _by_session(self, query, k, allowed, before, lexical, dense, turn_score) -> list[Memory]:
         st, sessions = self.stages, self.sessions
         of_row = sessions.of_row
         rankings = [(1.0, first_seen(of_row[[r for r, _ in lexical]]))] if lexical else []
-        if st.session_index and self.session_index is not None and lexical:
-            found = self.session_index.search(query, SESSION_CANDIDATES, None, paths)
-            rankings.append((1.0, [self.session_of_path[p] for p, _ in found if p in self.session_of_path]))
         if dense is not None:
             best = np.full(len(sessions), -np.inf, dtype=np.float32)
             np.maximum.at(best, of_row, dense)
