@@ -55,14 +55,22 @@ def test_no_near_miss_of_the_token_runs_a_command_or_reads_the_memory(echo: Echo
         ("stranger", "stranger", "내 고양이 이름이 뭐였지?", CAT_FACT[1]),  # keyed, but the cat is the owner's
         ("minji", "minji", "고양이 입양한 얘기 기억나?", CAT_FACT[1]),
         ("stranger", "stranger", "서핑 배우는 거 어때?", GUEST_FACT[1]),  # surfing is minji's
-        ("minji", None, "서핑 배우는 곳이 어디였지?", GUEST_FACT[1]),  # claiming minji's name without her key
-        ("minji", "stranger", "서핑 배우는 곳이 어디였지?", GUEST_FACT[1]),  # or with someone else's key
     ],
 )
 def test_a_users_recall_never_brings_another_users_memories(echo: Echo, user, key_of, question, foreign):
-    body = echo.ask({"prompt": question, "user": user}, token=user_key(echo.token, key_of) if key_of else None).json()
+    body = echo.ask({"prompt": question, "user": user}, token=user_key(echo.token, key_of)).json()
     assert all(m["user"] == user for m in body["memories"]), body["memories"]
     assert foreign not in str(body["memories"]) and foreign[:12] not in str(body["circuits"])
+
+
+@pytest.mark.parametrize("authorization", [None, "stranger"])
+def test_claiming_a_users_name_without_their_key_is_refused_and_nothing_is_saved(echo: Echo, authorization):
+    headers = {"Authorization": f"Bearer {user_key(echo.token, authorization)}"} if authorization else {}
+    before = sorted((echo.home / "memory").glob("day*/minji/part*.txt"))
+    sizes = [p.stat().st_size for p in before]
+    refused = httpx.post(f"{echo.url}/api/ask", json={"prompt": "서핑 배우는 곳이 어디였지?", "user": "minji"}, headers=headers, timeout=60)
+    assert refused.status_code == 401 and GUEST_FACT[1] not in refused.text
+    assert sorted((echo.home / "memory").glob("day*/minji/part*.txt")) == before and [p.stat().st_size for p in before] == sizes
 
 
 def test_echo_listens_on_127_0_0_1_only(echo: Echo):
