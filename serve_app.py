@@ -27,15 +27,15 @@ log = logging.getLogger("echo")
 # Ray Serve's throughput-optimized mode: gRPC between deployments, user code and routing on
 # each replica's main event loop, and the ingress replica serving HTTP itself, fronted by
 # HAProxy (a binary that ray[serve] installs on Linux) instead of a Python proxy actor.
-# Together they take about 40% less CPU per request on a 2-core machine (bench/serving.py).
+# Together they take markedly less CPU per request (bench/serving.py measures it).
 # Echo's deployment code suits it: it is async and never blocks the loop (generation runs in
 # a worker thread). Serve reads these in every process Ray starts, so they are set before Ray
 # starts; a cluster started elsewhere needs them in its own environment. Direct-ingress
 # replicas drain 30 s on stop for outside load balancers; Echo has none, so 2 s keeps Ctrl-C
 # and redeploys prompt.
-# Idle, Serve's controller loop (every 0.1 s) and each replica's metrics report (every 0.1 s)
-# took about 10% of a core here, taken from the circuits when all three generate at once;
-# every 0.5 s and 1 s still update routing promptly and Prometheus (scraped every 10-15 s).
+# Serve's controller loop and each replica's metrics report run every 0.1 s by default, a
+# steady share of a core taken from the circuits when all three generate at once; every
+# 0.5 s and 1 s still update routing promptly and Prometheus (scraped every 10-15 s).
 SERVE_ENVIRONMENT = {
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
     "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2",
