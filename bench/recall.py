@@ -289,7 +289,7 @@ def speed(args) -> None:
     whole = time.perf_counter() - started
     search = MemorySearch(index, StandIn(E5Embedder(1)), "UTC")  # one thread: as the MemoryActor embeds
     lines = insight["lines"]
-    print(f"indexing: full replay {whole:.1f} s for {lines} lines ({lines / whole:.0f} lines/s; bench-memory's replay lines hold the target)", flush=True)
+    print(f"indexing: full replay {whole:.1f} s for {lines} lines ({lines / whole:.0f} lines/s, inline; embedding per line unchanged)", flush=True)
     search.embed_pending(batch=4096, chunk=65536)
     realmem = [
         t["content"]
