@@ -47,6 +47,7 @@ def serve_command(config_file: str | None, host: str | None, port: int | None, a
     import ray
     from ray import serve
 
+    from actors.memory_actor import release_memory_actors
     from serve_app import build_from_config, start_ray
 
     # Ctrl-C or `kill` at any moment, start-up included, ends in an orderly shutdown.
@@ -74,7 +75,11 @@ def serve_command(config_file: str | None, host: str | None, port: int | None, a
         _report_when_ready(f"{url}/health", stop)
         stop.wait()
         click.echo("Stopping Echo...")
-        serve.delete("echo") if address else serve.shutdown()  # leave a shared cluster's other apps alone
+        if address:  # a shared cluster: its other apps stay; the index on disk makes the next start warm
+            serve.delete("echo")
+            release_memory_actors(config.memory_dir)
+        else:
+            serve.shutdown()
     finally:
         ray.shutdown()
 

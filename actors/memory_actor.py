@@ -239,6 +239,17 @@ def watchdog_name(memory_dir: Path) -> str:
     return actor_name(memory_dir, "WatchdogActor")
 
 
+def release_memory_actors(memory_dir: Path) -> None:
+    """End the memory folder's watchdog and writer. They are detached, so they outlive the app
+    that started them: once it is deleted nothing saves any more, and the next start must make
+    them anew with its own config rather than find these by name with the old one."""
+    for name in (watchdog_name(memory_dir), actor_name(memory_dir)):
+        try:
+            ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
+        except ValueError:  # never started
+            pass
+
+
 def home_resources() -> dict:
     """On a cluster whose head offers the `memory_home` resource (ray_cluster.yaml), the
     memory's actors run there, beside memory/; on one machine, anywhere."""
