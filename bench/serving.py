@@ -407,8 +407,12 @@ def brain_overhead_context(url, client, args) -> None:
         contexts.append(len(body["context"]))
     print(
         f"brain_overhead_context: p50 {percentile(timed, 50):.1f} ms, p95 {percentile(timed, 95):.1f} ms over {args.overhead_requests} requests "
-        f"in one conversation with a {min(contexts)}-{max(contexts)}-exchange context, lexical recall and instant circuits (target p50 <= 30 ms)"
+        f"in one conversation with a {span(contexts)}-exchange context, lexical recall and instant circuits (target p50 <= 30 ms)"
     )
+
+
+def span(counts: list[int]) -> str:
+    return str(min(counts)) if min(counts) == max(counts) else f"{min(counts)}-{max(counts)}"
 
 
 def brain_overhead_e5(url, client, args, lexical_p50: float) -> None:

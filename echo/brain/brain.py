@@ -129,13 +129,13 @@ class Brain:
     async def answer(self, request: Request, emit: Emit | None = None) -> dict:
         """Answer a prepared request, save the exchange; the response body. With emit, the
         events of stream_ask go to it as they happen."""
-        if request.history is not None:
-            thread = client_thread(request.history)
-        else:
-            thread = await find_thread(self.memory, request.asker.user, request.conversation, self.now(), self.config.conversation)
         if request.route == "circuits":
-            outcome = await self._answer_with_circuits(request, thread, emit)
+            # The conversation is read back while recall searches: two memory calls in the time of one.
+            thread, candidates = await asyncio.gather(self._thread(request), self._recall(request))
+            found = memories.fit(candidates, self.config.recall, lambda m: left_out(m, thread))  # no turn twice in a prompt
+            outcome = await self._answer_with_circuits(request, thread, found, emit)
         else:
+            thread = await self._thread(request)
             if request.route == "identity":
                 outcome = await self._reflect_identity(request.prompt)
             else:
@@ -160,6 +160,19 @@ class Brain:
         if self.on_answer is not None:
             self.on_answer(body)
         return body
+
+    async def _thread(self, request: Request) -> Thread:
+        if request.history is not None:
+            return client_thread(request.history)
+        return await find_thread(self.memory, request.asker.user, request.conversation, self.now(), self.config.conversation)
+
+    async def _recall(self, request: Request) -> list[Memory]:
+        if not request.asker.may_recall:
+            return []
+        whose = None if request.asker.origin else request.asker.user
+        # A conversation's own exchanges are left out of what recall finds: as many more stand by.
+        spare = 2 * self.config.conversation.max_exchanges if request.conversation else 0
+        return await memories.recall(self.memory, self.config.recall, request.prompt, whose, spare)
 
     @staticmethod
     def _start(request: Request, thread: Thread, merge: str | None, found: list[Memory]) -> dict:
@@ -196,12 +209,8 @@ class Brain:
 
     # -- the three paths -----------------------------------------------------------------
 
-    async def _answer_with_circuits(self, request: Request, thread: Thread, emit: Emit | None) -> Outcome:
-        asker, now = request.asker, self.now()
-        found = []
-        if asker.may_recall:  # no turn twice in a prompt: what the conversation holds is left out of recall
-            whose = None if asker.origin else asker.user
-            found = await memories.recall(self.memory, self.config.recall, request.prompt, whose, lambda m: left_out(m, thread), 2 * len(thread.exchanges))
+    async def _answer_with_circuits(self, request: Request, thread: Thread, found: list[Memory], emit: Emit | None) -> Outcome:
+        now = self.now()
         if emit is not None:
             emit(self._start(request, thread, self.config.merge, found))
         # Memories go with the question, not the system prompt, whose evaluation llama.cpp reuses.

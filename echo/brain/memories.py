@@ -32,12 +32,10 @@ class MemorySink(Protocol):
     async def status(self) -> dict: ...
 
 
-async def recall(
-    memory: MemorySink, config: RecallConfig, prompt: str, user: str | None, leave_out: Callable[[list[Memory]], list[Memory]] = list, spare: int = 0
-) -> list[Memory]:
-    """The best memories for prompt within the token budget: user's, or everyone's for None;
-    leave_out drops those already in the prompt (spare more are asked for in their place).
-    Recall helps an answer but never blocks one: a slow or failed search gives none."""
+async def recall(memory: MemorySink, config: RecallConfig, prompt: str, user: str | None, spare: int = 0) -> list[Memory]:
+    """The best memories for prompt, best first: user's, or everyone's for None; config.k of
+    them and spare more, to stand in for those fit() leaves out. Recall helps an answer but
+    never blocks one: a slow or failed search gives none."""
     if config.k == 0 or config.budget_tokens == 0:
         return []
     try:
@@ -45,7 +43,13 @@ async def recall(
     except Exception as exc:
         log.warning("recall skipped: %s", describe_failure(exc))
         return []
-    return within_budget(leave_out([Memory(**m) for m in found])[: config.k], config.budget_tokens)
+    return [Memory(**m) for m in found]
+
+
+def fit(found: list[Memory], config: RecallConfig, leave_out: Callable[[list[Memory]], list[Memory]] = list) -> list[Memory]:
+    """What of recall's memories goes into the prompt: leave_out drops those already in it
+    (the conversation's own turns), then the best k within the token budget."""
+    return within_budget(leave_out(found)[: config.k], config.budget_tokens)
 
 
 async def save(memory: MemorySink, user: str, prompt: str, reply: str, conversation: str) -> dict:
