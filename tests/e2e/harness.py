@@ -113,7 +113,8 @@ def wait_ready(url: str, timeout: float = 180) -> dict:
     while time.monotonic() < deadline:
         try:
             health = httpx.get(f"{url}/health", timeout=10).json()
-            if not health["loading"]:  # every circuit has settled: ready or failed
+            # Every circuit has settled, ready or failed: one Serve is still placing is "unreachable".
+            if not any(c["state"] in ("loading", "unreachable") for c in health["circuits"].values()):
                 return health
         except (httpx.HTTPError, KeyError, ValueError):
             pass

@@ -180,9 +180,8 @@ def smollm2(cluster) -> str:
 
 
 def ready(cluster: LocalCluster, url: str) -> None:
-    """Until /health says every circuit is ready (while replicas are placed, their state is
-    "unreachable" rather than "loading", which the single-node harness's wait_ready takes as
-    settled) and the first replay of memory/ is done."""
+    """Until /health says every circuit is ready, not only settled as the single-node
+    harness's wait_ready asks, and the first replay of memory/ is done."""
 
     def health() -> bool:
         try:
