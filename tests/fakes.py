@@ -40,6 +40,12 @@ class FakeCircuit:
         return {"state": "ready", "reason": None}
 
 
+def hit(text: str, score: float, path: str = "day0901/origin/part1.txt", line_start: int = 1, speaker: str = "user") -> dict:
+    """One search result as the memory returns it: a turn of path's, user and day from the path."""
+    day, user = path.split("/")[:2]
+    return {"path": path, "line_start": line_start, "line_end": line_start + 1, "day": day, "user": user, "speaker": speaker, "text": text, "score": score}
+
+
 class FakeMemory:
     def __init__(self, error: Exception | None = None, memories: list[dict] | None = None, insight: dict | None = None):
         self.saved: list[tuple[str, str, str]] = []

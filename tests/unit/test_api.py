@@ -4,7 +4,7 @@ import pytest
 
 from echo.brain import users
 from echo.http.app import create_api
-from tests.fakes import CIRCUITS, FakeCircuit, FakeMemory, make_brain
+from tests.fakes import CIRCUITS, FakeCircuit, FakeMemory, hit, make_brain
 
 TOKEN = "api-test-token"
 
@@ -86,18 +86,7 @@ def test_openapi_schema_documents_the_ask_body(setup):
 
 def test_memory_search_and_insights_are_for_the_origin_only(make_client):
     memory = FakeMemory(
-        memories=[
-            {
-                "path": "day0901/origin/part1.txt",
-                "line_start": 1,
-                "line_end": 2,
-                "day": "day0901",
-                "user": "origin",
-                "speaker": "user",
-                "text": "모카",
-                "score": 0.5,
-            }
-        ],
+        memories=[hit("모카", 0.5)],
         insight={"days": 1, "turns": 1},
     )
     client, _ = make_client(token=TOKEN, manifest=None, memory=memory)

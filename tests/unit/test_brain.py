@@ -9,7 +9,7 @@ import pytest
 from echo.brain import users
 from echo.brain.brain import AskError
 from tests import fakes
-from tests.fakes import FakeCircuit, FakeMemory
+from tests.fakes import FakeCircuit, FakeMemory, hit
 
 TOKEN = "origin-token-for-tests"
 
@@ -231,26 +231,8 @@ def test_health_says_when_the_memory_writer_cannot_be_reached(tmp_path, manifest
 
 
 MEMORIES = [
-    {
-        "path": "day0901/origin/part1.txt",
-        "line_start": 1,
-        "line_end": 2,
-        "day": "day0901",
-        "user": "origin",
-        "speaker": "user",
-        "text": "작년 봄에 고양이를 입양했고 이름은 모카야",
-        "score": 0.03,
-    },
-    {
-        "path": "day0902/minji/part1.txt",
-        "line_start": 5,
-        "line_end": 6,
-        "day": "day0902",
-        "user": "minji",
-        "speaker": "user",
-        "text": "I am learning to surf in Yangyang",
-        "score": 0.02,
-    },
+    hit("작년 봄에 고양이를 입양했고 이름은 모카야", 0.03),
+    hit("I am learning to surf in Yangyang", 0.02, "day0902/minji/part1.txt", 5),
 ]
 
 

@@ -13,7 +13,7 @@ from echo.brain.brain import AskError
 from echo.memory.conversation import RecentConversations, conversation_key, exchanges_in, read_conversation
 from echo.memory.parsing import parse_part, stamp_line
 from echo.memory.store import append_exchange, exchange_lines
-from tests.fakes import CIRCUITS, FakeCircuit, FakeMemory, make_brain
+from tests.fakes import CIRCUITS, FakeCircuit, FakeMemory, hit, make_brain
 
 TOKEN = "conversation-test-token"
 
@@ -111,26 +111,8 @@ def test_recall_leaves_out_what_the_conversation_already_holds(tmp_path):
     first = ask(brain, "나비는 고양이야", authorization=owner)
     saved = first["memory"]
     memory.memories = [
-        {
-            "path": saved["path"],
-            "line_start": saved["line_start"],
-            "line_end": saved["line_start"] + 1,
-            "day": "day0101",
-            "user": "origin",
-            "speaker": "user",
-            "text": "나비는 고양이야",
-            "score": 0.9,
-        },
-        {
-            "path": "day0901/origin/part1.txt",
-            "line_start": 1,
-            "line_end": 2,
-            "day": "day0901",
-            "user": "origin",
-            "speaker": "user",
-            "text": "나비는 세 살이야",
-            "score": 0.5,
-        },
+        hit("나비는 고양이야", 0.9, saved["path"], saved["line_start"]),
+        hit("나비는 세 살이야", 0.5),
     ]
     second = ask(brain, "나비에 대해 말해줘", authorization=owner, conversation=first["conversation"])
     assert [m["text"] for m in second["memories"]] == ["나비는 세 살이야"]  # no turn twice in a prompt

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from echo.brain.merge import ConcatStream
-from tests.fakes import CIRCUITS, FakeCircuit, FakeMemory
+from tests.fakes import CIRCUITS, FakeCircuit, FakeMemory, hit
 
 TOKEN = "openai-test-token"
 
@@ -19,20 +19,7 @@ def setup(make_client):
         "creation": FakeCircuit("creation", "Here is a plan", delay=0.01),
         "self": FakeCircuit("self", "I am here", delay=0.04),
     }
-    memory = FakeMemory(
-        memories=[
-            {
-                "path": "day0901/origin/part1.txt",
-                "line_start": 1,
-                "line_end": 2,
-                "day": "day0901",
-                "user": "origin",
-                "speaker": "user",
-                "text": "모카는 고양이",
-                "score": 0.1,
-            }
-        ]
-    )
+    memory = FakeMemory(memories=[hit("모카는 고양이", 0.1)])
     return make_client(token=TOKEN, circuits=circuits, memory=memory)
 
 
