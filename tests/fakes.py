@@ -40,6 +40,19 @@ class FakeCircuit:
         return {"state": "ready", "reason": None}
 
 
+class FakeClock:
+    """A clock that moves only when slept on."""
+
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def hit(text: str, score: float, path: str = "day0901/origin/part1.txt", line_start: int = 1, speaker: str = "user") -> dict:
     """One search result as the memory returns it: a turn of path's, user and day from the path."""
     day, user = path.split("/")[:2]

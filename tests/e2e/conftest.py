@@ -10,7 +10,7 @@ import yaml
 
 from bench.common import free_port
 from echo.config import REPO_ROOT
-from tests.e2e.harness import TOKEN, Echo, plant_sample_memory, wait_ready, write_config
+from tests.e2e.harness import TOKEN, Echo, folders, plant_sample_memory, wait_ready, write_config
 
 
 @pytest.fixture(scope="session")
@@ -65,12 +65,7 @@ def instant(echo, tmp_path_factory) -> Echo:
     shutil.copytree(REPO_ROOT / "manifest", home / "manifest")
     data = yaml.safe_load((REPO_ROOT / "configs" / "instant.yaml").read_text(encoding="utf-8"))
     data.update(
-        memory_dir=str(home / "memory"),
-        backup_dir=str(home / "memory_backup"),
-        quarantine_dir=str(home / "memory_quarantine"),
-        index_dir=str(home / "memory_index"),
-        manifest_dir=str(home / "manifest"),
-        projects_dir=str(home / "origin" / "projects"),
+        **folders(home),
         brain_max_ongoing_requests=8,
         brain_max_queued_requests=16,
     )

@@ -69,20 +69,23 @@ def plant_sample_memory(root: Path) -> None:
     (root / BAD_PART).write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00 not a conversation")
 
 
+def folders(home: Path) -> dict[str, str]:
+    """An Echo's memory, its backup, quarantine and index, manifest and projects, all under home."""
+    return {
+        "memory_dir": str(home / "memory"),
+        "backup_dir": str(home / "memory_backup"),
+        "quarantine_dir": str(home / "memory_quarantine"),
+        "index_dir": str(home / "memory_index"),
+        "manifest_dir": str(home / "manifest"),
+        "projects_dir": str(home / "origin" / "projects"),
+    }
+
+
 def write_config(home: Path, port: int, **overrides) -> Path:
     data = yaml.safe_load(DEFAULT_CONFIG.read_text(encoding="utf-8"))
     for circuit in data["circuits"].values():
         circuit["max_tokens"] = 32  # short answers keep the suite quick on two cores
-    data.update(
-        port=port,
-        memory_dir=str(home / "memory"),
-        backup_dir=str(home / "memory_backup"),
-        quarantine_dir=str(home / "memory_quarantine"),
-        index_dir=str(home / "memory_index"),
-        manifest_dir=str(home / "manifest"),
-        projects_dir=str(home / "origin" / "projects"),
-        **overrides,
-    )
+    data.update(port=port, **folders(home), **overrides)
     path = home / "echo.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     return path

@@ -11,17 +11,7 @@ import time
 import pytest
 
 from echo.memory.scheduler import IndexScheduler, run_when_idle
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
+from tests.fakes import FakeClock
 
 
 def scheduler(clock: FakeClock, update=None, embed=None) -> IndexScheduler:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from echo.memory.watch import Coalescer, is_manifest_path, is_memory_path, wait_for_quiet
+from tests.fakes import FakeClock
 
 MEMORY = Path("/data/memory")
 
@@ -66,19 +67,6 @@ def test_a_failing_call_is_tried_again_at_the_next_poke():
         assert len(calls) == 2 and coalescer.calls == 1
     finally:
         coalescer.stop()
-
-
-class FakeClock:
-    """A clock that moves only when slept on."""
-
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def test_wait_for_quiet_returns_after_the_burst_when_nothing_else_comes():
