@@ -25,7 +25,7 @@ from echo.config import MEMORY_HOME, EchoConfig
 from echo.memory.conversation import Exchange, RecentConversations, read_conversation
 from echo.memory.dates import parse_bound
 from echo.memory.dense import choose_embedder
-from echo.memory.parsing import stamp_line
+from echo.memory.parsing import parse_part, stamp_line
 from echo.memory.scheduler import IndexScheduler
 from echo.memory.search import MemorySearch
 from echo.memory.store import append_exchange, exchange_lines, repair_torn_parts
@@ -91,8 +91,9 @@ class MemoryActor:
             self.saving = {"state": "ok", "last_saved": receipt.path}
             if receipt.backup_error:
                 self.saving["backup"] = {"state": "failing", "reason": receipt.backup_error, "fix": f"check {c.backup_dir}"}
-        if conversation and not receipt.duplicate:
-            self.conversations.add(user, conversation, Exchange(prompt, reply, at, receipt.path, receipt.line_start, receipt.line_end))
+        said = {t.speaker: t.text for t in parse_part(lines, c.markers)}  # cleaned, as reading the file back gives them
+        if conversation and not receipt.duplicate and {"user", "echo"} <= said.keys():
+            self.conversations.add(user, conversation, Exchange(said["user"], said["echo"], at, receipt.path, receipt.line_start, receipt.line_end))
         self.index.saved()  # the index thread takes the new lines in
         return receipt.as_dict()
 

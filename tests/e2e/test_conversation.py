@@ -7,6 +7,7 @@ import httpx
 import openai
 import pytest
 
+from echo.memory.parsing import parse_part
 from tests.e2e.harness import Echo, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -27,7 +28,9 @@ def test_the_second_ask_of_a_conversation_sees_the_first_and_cites_its_saved_lin
     assert second["conversation"] == first["conversation"]
     (cited,) = second["context"]
     assert (cited["path"], cited["line_start"], cited["line_end"]) == (first["memory"]["path"], first["memory"]["line_start"], first["memory"]["line_end"])
-    assert saved_lines(echo, cited)[1] == "내 고양이 이름은 나비야" and cited["reply"] == first["reply"]
+    asked, answered = parse_part(saved_lines(echo, cited))
+    assert asked.text == "내 고양이 이름은 나비야" and cited["reply"] == answered.text  # the reply as saved (cleaned: lines trimmed)
+    assert answered.text.split() == first["reply"].split()
     assert cited["at"][:4].isdigit() and "T" in cited["at"]  # ISO 8601, when it was said
     assert prompt_tokens(second) > prompt_tokens(first) + 3 * 10  # the first exchange rode along, in each of 3 circuits
     fresh = echo.ask({"prompt": "내 고양이 이름이 뭐였지?", "user": "talker"}).json()
