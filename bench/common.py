@@ -1,4 +1,5 @@
-"""What the benchmarks and the tests share: a free local port and the percentile of a sample.
+"""What the benchmarks and the tests share: a free local port, the percentile of a sample,
+and waiting for something to happen.
 
 Imported as bench.common: the bench scripts put the repository root on sys.path first, and
 pytest runs from it.
@@ -7,6 +8,7 @@ pytest runs from it.
 from __future__ import annotations
 
 import socket
+import time
 
 
 def free_port() -> int:
@@ -20,3 +22,13 @@ def percentile(values: list[float], q: float) -> float:
     """The q-th percentile (q from 0 to 100) by the nearest rank; NaN for no values."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))] if ordered else float("nan")
+
+
+def wait_until(check, timeout: float, what: str, every: float = 0.1):
+    """check()'s first truthy result, asked every `every` seconds; TimeoutError after timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := check():
+            return result
+        time.sleep(every)
+    raise TimeoutError(f"{what} did not happen within {timeout}s")

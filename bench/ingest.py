@@ -26,18 +26,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.common import percentile  # noqa: E402
+from bench.common import percentile, wait_until  # noqa: E402
 from bench.memory import tree_rss  # noqa: E402
 from bench.memory_gen import generate_memory  # noqa: E402
-
-
-def wait(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(0.05)
-    raise SystemExit(f"{what} did not happen within {timeout}s")
 
 
 def main() -> int:
@@ -70,10 +61,10 @@ def main() -> int:
         start_ray(None, include_dashboard=False, log_to_driver=False)
         memory = memory_actor(config)
         started = time.perf_counter()
-        wait(lambda: ray.get(memory.status.remote())["replay"]["state"] == "ready", 300, "the first replay")
+        wait_until(lambda: ray.get(memory.status.remote())["replay"]["state"] == "ready", 300, "the first replay", every=0.05)
         print(f"memory: {args.parts} parts replayed in {time.perf_counter() - started:.1f} s (Ray Data, at boot)", flush=True)
         watchdog = watchdog_actor(config)
-        wait(lambda: ray.get(watchdog.status.remote())["state"] == "watching", 60, "the watchdog")
+        wait_until(lambda: ray.get(watchdog.status.remote())["state"] == "watching", 60, "the watchdog", every=0.05)
 
         # Lag: parts written at a steady rate, each with a word no other turn has.
         written: dict[str, float] = {}
@@ -129,7 +120,7 @@ def main() -> int:
             replay = ray.get(memory.status.remote())["replay"]
             return replay.get("parts") == expected and not replay.get("pending") and replay["state"] == "ready"
 
-        wait(ingested, 600, "the storm's ingestion")
+        wait_until(ingested, 600, "the storm's ingestion", every=0.05)
         seconds = time.perf_counter() - moved
         stop.set()
         sampler.join()
@@ -143,4 +134,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except TimeoutError as exc:  # what did not happen, without a traceback
+        sys.exit(str(exc))

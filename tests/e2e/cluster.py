@@ -24,6 +24,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.common import wait_until
 from serve_app import SERVE_ENVIRONMENT
 
 BIN = Path(sys.executable).parent  # ray, serve and echo-server of this virtualenv
@@ -212,12 +213,7 @@ class LocalCluster:
 
     @staticmethod
     def wait(check, timeout: float, what: str):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if result := check():
-                return result
-            time.sleep(0.5)
-        raise TimeoutError(f"{what} did not happen within {timeout}s")
+        return wait_until(check, timeout, what, every=0.5)  # the state API is slow to ask
 
 
 def quiet_port() -> int:

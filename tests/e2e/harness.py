@@ -13,6 +13,7 @@ import httpx
 import pytest
 import yaml
 
+from bench.common import wait_until
 from echo.brain.users import user_key
 from echo.config import DEFAULT_CONFIG
 
@@ -93,12 +94,10 @@ def write_config(home: Path, port: int, **overrides) -> Path:
 
 def wait_for(check, timeout: float, what: str):
     """check()'s first truthy result, looked for every 0.1 s; the test fails after timeout."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(0.1)
-    pytest.fail(f"{what} did not happen within {timeout}s")
+    try:
+        return wait_until(check, timeout, what)
+    except TimeoutError as exc:
+        pytest.fail(str(exc))
 
 
 def sse_events(response) -> Iterator[tuple[str, dict]]:
