@@ -7,15 +7,25 @@ pytest runs from it.
 
 from __future__ import annotations
 
+import random
 import socket
 import time
+from pathlib import Path
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nothing listens on right now, below the kernel's ephemeral
+    range: ports are taken seconds or minutes before Serve or HAProxy bind them, and a port from
+    that range could meanwhile go to any outgoing connection or Ray worker."""
+    ranges = Path("/proc/sys/net/ipv4/ip_local_port_range")
+    low = int(ranges.read_text().split()[0]) if ranges.is_file() else 0
+    while True:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", random.randrange(max(1024, low - 12_000), low) if low > 2048 else 0))
+            except OSError:
+                continue
+            return sock.getsockname()[1]
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import wait_until
+from bench.common import free_port, wait_until
 from serve_app import SERVE_ENVIRONMENT
 
 BIN = Path(sys.executable).parent  # ray, serve and echo-server of this virtualenv
@@ -52,7 +50,7 @@ class LocalCluster:
         self.root = Path(tempfile.mkdtemp(prefix="echo-cluster-", dir="/tmp"))
         self.port = self.dashboard_port = 0  # the head's, chosen as it starts
         self.address = self.dashboard = ""
-        self.http_port = quiet_port()  # Serve's: set when it first starts, the same for every app after
+        self.http_port = free_port()  # Serve's: set when it first starts, the same for every app after
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
         self.env = {
             **env,
@@ -62,8 +60,8 @@ class LocalCluster:
             # Three nodes' agents starting at once on two busy cores can take a while.
             "RAY_agent_register_timeout_ms": "180000",
             # HAProxy's own ports, free ones: another Serve on the machine holds the defaults.
-            "RAY_SERVE_HAPROXY_STATS_PORT": str(quiet_port()),
-            "RAY_SERVE_HAPROXY_METRICS_PORT": str(quiet_port()),
+            "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
+            "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
             **(extra_env or {}),
         }
         self.nodes: list[Node] = []
@@ -88,7 +86,7 @@ class LocalCluster:
             "--object-store-memory=100000000",
             "--min-worker-port=0",
             "--max-worker-port=0",
-            *(f"--{p}={quiet_port()}" for p in ports),
+            *(f"--{p}={free_port()}" for p in ports),
             *args,
         ]
         # The node writes its log until it stops, long after this call.
@@ -100,7 +98,7 @@ class LocalCluster:
 
     def start_head(self, num_cpus: float, resources: dict) -> Node:
         def args() -> list[str]:
-            self.port, self.dashboard_port = quiet_port(), quiet_port()  # fresh ones for each attempt
+            self.port, self.dashboard_port = free_port(), free_port()  # fresh ones for each attempt
             self.address, self.dashboard = f"127.0.0.1:{self.port}", f"http://127.0.0.1:{self.dashboard_port}"
             return [
                 "--head",
@@ -108,7 +106,7 @@ class LocalCluster:
                 f"--temp-dir={self.root / 'ray'}",
                 "--include-dashboard=true",
                 f"--dashboard-port={self.dashboard_port}",
-                f"--ray-client-server-port={quiet_port()}",
+                f"--ray-client-server-port={free_port()}",
             ]
 
         return self._start_joined("head", args, num_cpus, resources, alive=1)
@@ -214,21 +212,6 @@ class LocalCluster:
     @staticmethod
     def wait(check, timeout: float, what: str):
         return wait_until(check, timeout, what, every=0.5)  # the state API is slow to ask
-
-
-def quiet_port() -> int:
-    """A free port below the kernel's ephemeral range: ports are taken minutes before HAProxy or
-    Serve bind them, and a port from that range could meanwhile go to any outgoing connection
-    or Ray worker (both take ephemeral ports), as bench.common.free_port's can."""
-    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    while True:
-        port = random.randrange(max(1024, low - 12_000), low)
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
 
 
 def _tree(process: subprocess.Popen) -> list[int]:

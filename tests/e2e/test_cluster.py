@@ -21,10 +21,11 @@ import pytest
 import yaml
 
 from actors.memory_actor import actor_name, watchdog_name
+from bench.common import free_port
 from bench.load import saved_prompts
 from echo.config import REPO_ROOT
 from serve_app import deployment_name
-from tests.e2e.cluster import BIN, LocalCluster, Node, quiet_port
+from tests.e2e.cluster import BIN, LocalCluster, Node
 from tests.e2e.harness import CAT_FACT, TOKEN, plant_sample_memory, sse_events
 
 pytestmark = pytest.mark.e2e
@@ -334,8 +335,8 @@ def _kind(outcome: dict) -> str:
 
 
 def test_doctor_reports_each_node_and_a_memory_home_offered_twice(cluster, smollm2):
-    config = echo_config(cluster, "doctor", "default.yaml", quiet_port())
-    doctor = (str(BIN / "echo-server"), "doctor", "--address", cluster.address, "--config", str(config), "--metrics-port", str(quiet_port()))
+    config = echo_config(cluster, "doctor", "default.yaml", free_port())
+    doctor = (str(BIN / "echo-server"), "doctor", "--address", cluster.address, "--config", str(config), "--metrics-port", str(free_port()))
     report = cluster.run(*doctor, check=False)
     print(f"\n{report.stdout}")
     lines = report.stdout.splitlines()
