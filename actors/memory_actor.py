@@ -29,6 +29,7 @@ from echo.memory.parsing import parse_part, stamp_line
 from echo.memory.scheduler import IndexScheduler
 from echo.memory.search import MemorySearch
 from echo.memory.store import append_exchange, exchange_lines, repair_torn_parts
+from echo.memory.watch import changed_by_others
 from pipelines.ray_data_replay import replay_with_ray_data
 
 log = logging.getLogger("echo.memory")
@@ -118,13 +119,10 @@ class MemoryActor:
         """memory/ changed on disk (the watchdog saw it): bring the index up to date."""
         self.index.notify()
 
-    def written_by_me(self, path: str) -> bool:
-        """Whether the part at path (relative) is as this actor's own save left it."""
-        try:
-            stat = (self.config.memory_dir / path).stat()
-        except OSError:
-            return False
-        return self._whole.get(path) == (stat.st_size, stat.st_mtime_ns)
+    def written_by_me(self, paths: list[str]) -> bool:
+        """Whether every changed path (absolute, as the watchdog saw it) is as this actor's own
+        saves left it: the writer knows for sure, even before its word reaches the watchdog."""
+        return not changed_by_others(paths, self.config.memory_dir, dict(self._whole))
 
     def _update_index(self, first: bool) -> float | None:
         """One replay of what changed (the whole memory at first boot): Ray Data reads when

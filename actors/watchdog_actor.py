@@ -73,7 +73,7 @@ class WatchdogActor:
     def _nudge_memory(self) -> None:
         with self._changed_lock:
             paths, self.changed = self.changed, set()
-        if not self.catch_up and not self.own_writes.foreign(paths):
+        if not self.catch_up and not self._changed_by_others(paths):
             self.own_saves_seen += 1  # only Echo's own saves: the MemoryActor knows them already
             return
         self.catch_up = False
@@ -82,6 +82,15 @@ class WatchdogActor:
         except (ray.exceptions.ActorUnavailableError, ray.exceptions.RayActorError):
             # Restarting: it reconciles with the disk when it is back, so no nudge is lost.
             log.warning("memory actor restarting; it catches up with memory/ when it is back")
+
+    def _changed_by_others(self, paths: set[str]) -> bool:
+        if not self.own_writes.foreign(paths):
+            return False
+        # A busy moment can delay a save's word (expect) past this check: ask the writer itself.
+        try:
+            return not ray.get(self.memory.written_by_me.remote(sorted(paths)), timeout=5)
+        except Exception:  # unreachable or restarting: nudging is only redundant
+            return True
 
     def _memory_changed(self, paths: set[str]) -> None:
         with self._changed_lock:

@@ -6,7 +6,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 log = logging.getLogger("echo.watch")
@@ -82,22 +82,27 @@ class OwnWrites:
             self.expected[path] = (size, mtime_ns)
 
     def foreign(self, paths: set[str]) -> bool:
-        """True when any changed path is not exactly as one of Echo's saves left it (a folder
-        counts as Echo's when a part Echo saved is inside it)."""
         with self._lock:
             expected = dict(self.expected)
-        for path in paths:
-            try:
-                relative = Path(path).relative_to(self.memory_dir).as_posix()
-                stat = Path(path).stat()
-            except (ValueError, OSError):
-                return True  # outside memory/, or gone: a deletion is news
-            if Path(path).is_dir():
-                if not any(p.startswith(f"{relative}/") for p in expected):
-                    return True
-            elif expected.get(relative) != (stat.st_size, stat.st_mtime_ns):
+        return changed_by_others(paths, self.memory_dir, expected)
+
+
+def changed_by_others(paths: Iterable[str], memory_dir: Path, saved: Mapping[str, tuple[int, int]]) -> bool:
+    """True when any changed path (absolute) is not exactly as one of Echo's saves left it;
+    saved: part path (relative) -> (size, mtime_ns). A folder counts as Echo's when a part
+    Echo saved is inside it."""
+    for path in paths:
+        try:
+            relative = Path(path).relative_to(memory_dir).as_posix()
+            stat = Path(path).stat()
+        except (ValueError, OSError):
+            return True  # outside memory/, or gone: a deletion is news
+        if Path(path).is_dir():
+            if not any(p.startswith(f"{relative}/") for p in saved):
                 return True
-        return False
+        elif saved.get(relative) != (stat.st_size, stat.st_mtime_ns):
+            return True
+    return False
 
 
 def wait_for_quiet(
