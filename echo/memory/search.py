@@ -1,7 +1,8 @@
 """Recall: hybrid search over the replayed memory, and the memories a prompt carries.
 
 Turns are found by BM25 and by embedding, fused by reciprocal rank fusion (each scores the sum
-of 1/(60 + rank) over the rankings it appears in, so no score scale is tuned against another).
+of 1/(60 + rank) over the rankings it appears in, so no score scale is tuned against another);
+a turn not embedded yet, such as what was just said, counts its BM25 rank for both.
 Sessions (parts, echo.memory.sessions) are ranked the same way, by what finds them: their
 best turn by BM25, their best turn by embedding, and a time the question names ("last week", "작년 여름"). A turn then counts its session's score too. Of k
 lines, the first half go to the best turns, each with the other half of its exchange; the
@@ -182,6 +183,15 @@ class MemorySearch:
             scores[~allowed[self.sessions.of_row]] = -np.inf
         return scores
 
+    def embedded_rows(self) -> np.ndarray:
+        """Which turns have a vector (a bool per row): what the dense ranking can see."""
+        with self._lock:
+            if self._dense is None:
+                self._dense = self.vectors.positions(self.turns["hash"])
+            mask = np.zeros(len(self.turns["id"]), dtype=bool)
+            mask[self._dense[0]] = True
+            return mask
+
     def dense_ranking(self, query: str, k: int, user: str | None) -> list[tuple[int, float]]:
         return _best(self.dense_scores(query, self.sessions.allowed(user, None, None)), k)
 
@@ -208,9 +218,13 @@ class MemorySearch:
         lexical = self.lexical_ranking(query, depth[0], None, paths) if mode != "dense" else []
         dense = self.dense_scores(query, allowed) if mode != "lexical" else None
         dense_turns = _best(dense, depth[1])
-        turn_score = fuse([(1.0, [r for r, _ in lexical]), (1.0, [r for r, _ in dense_turns])], len(self.turns["id"]))
+        embedded = self.embedded_rows() if dense is not None else None
+        rankings = [(1.0, [r for r, _ in lexical])]
+        if embedded is not None:  # a turn not embedded yet (just saved) keeps what lexical gave it
+            rankings.append((1.0, [r for r, _ in dense_turns], embedded))
+        turn_score = fuse(rankings, len(self.turns["id"]))
         if broad:
-            return self._by_session(query, k, allowed, before, lexical, dense, turn_score)
+            return self._by_session(query, k, allowed, before, lexical, dense, embedded, turn_score)
         if mode == "lexical" and not st.time_in_query:
             return [self._memory(r, s) for r, s in lexical[:k]]
         if mode == "dense" and not st.time_in_query:
@@ -227,16 +241,18 @@ class MemorySearch:
         today = before.day if before is not None else datetime.now(ZoneInfo(self.timezone)).date()
         return time_in_query(query, today)
 
-    def _by_session(self, query, k, allowed, before, lexical, dense, turn_score) -> list[Memory]:
+    def _by_session(self, query, k, allowed, before, lexical, dense, embedded, turn_score) -> list[Memory]:
         st, sessions = self.stages, self.sessions
         of_row = sessions.of_row
         rankings = [(1.0, first_seen(of_row[[r for r, _ in lexical]]))] if lexical else []
         if dense is not None:
             best = np.full(len(sessions), -np.inf, dtype=np.float32)
             np.maximum.at(best, of_row, dense)
-            rankings.append((1.0, [s for s, _ in _best(best, SESSION_CANDIDATES)]))
+            seen = np.zeros(len(sessions), dtype=bool)
+            seen[of_row[embedded]] = True
+            rankings.append((1.0, [s for s, _ in _best(best, SESSION_CANDIDATES)], seen))
         found = np.zeros(len(sessions), dtype=bool)
-        for _, ranking in rankings:
+        for _, ranking, *_ in rankings:
             found[ranking] = True
         if st.time_in_query:
             when = self._time_in_query(query, before)

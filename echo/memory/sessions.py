@@ -17,13 +17,22 @@ RRF_K = 60
 UNKNOWN_DAY = -1  # a part whose folder names no real day: no time bound keeps it
 
 
-def fuse(rankings: Sequence[tuple[float, Sequence[int]]], size: int) -> np.ndarray:
+def fuse(rankings: Sequence[tuple[float, Sequence[int]] | tuple[float, Sequence[int], np.ndarray]], size: int) -> np.ndarray:
     """Reciprocal rank fusion: each item scores the sum of weight / (60 + rank) over the
-    rankings it appears in (rank from 1), so no ranking's score scale has to be tuned."""
-    scores = np.zeros(size)
-    for weight, ranking in rankings:
+    rankings it appears in (rank from 1), so no ranking's score scale has to be tuned.
+
+    A ranking may come with what it can see (a mask): the vectors cover only the turns
+    embedded so far, and the newest turns (what was just said) wait their turn. An item a
+    ranking cannot see is not held to have lost it: its score is scaled as if that ranking
+    had ranked it as the others that see it did, on average."""
+    scores, seen, total = np.zeros(size), np.zeros(size), 0.0
+    for weight, ranking, *sees in rankings:
         if len(ranking):
             scores[np.asarray(ranking, dtype=np.int64)] += weight / (RRF_K + 1 + np.arange(len(ranking)))
+        seen += weight if not sees else weight * sees[0]
+        total += weight
+    blind = (seen < total) & (seen > 0)
+    scores[blind] *= total / seen[blind]
     return scores
 
 

@@ -62,12 +62,6 @@ def test_a_time_named_in_the_question_brings_that_times_conversation_first(echo,
     assert found[0]["path"] == garden[1], found
 
 
-@pytest.mark.xfail(
-    reason="in the full suite the owner's memory holds today's long parts from earlier tests, and the session-first "
-    "ranking brought two lines of one of them and one of another instead of the garden conversations (clean-clone run): "
-    "ranking sessions must not favour long parts (issue 15 open)",
-    strict=False,
-)
 def test_an_answer_recalls_from_several_conversations_not_several_lines_of_one(echo, garden):
     # A message of several sentences sets a topic: recall reaches across the conversations about it.
     prompt = "I keep thinking about my community garden plot these days. Remind me, what have I planted there so far this year?"

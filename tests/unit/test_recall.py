@@ -60,6 +60,24 @@ def test_hybrid_puts_a_turn_both_rankings_find_first(index, e5):
     assert search.search("고양이 입양", 3, mode="lexical")[0].path == hybrid[0].path
 
 
+def test_what_was_just_said_is_not_outranked_for_waiting_to_be_embedded(index, e5):
+    # The cat was renamed a moment ago: that turn is replayed (lexical) but not embedded yet.
+    search = MemorySearch(index, e5)
+    search.embed_pending()
+    memory = index.parent / "memory"
+    write(memory, "day0905/origin/part1.txt", "나의 말:\n우리 고양이 이름은 나비로 바꿨어\nChatGPT의 말:\n나비, 좋은 이름이에요.\n")
+    replay(memory, index)
+    search.refresh()
+    assert search.embedded() == 7  # the new exchange waits for the background embedding
+    assert search.search("우리 고양이 이름이 뭐였지?", 3, mode="lexical")[0].path == "day0905/origin/part1.txt"
+    assert search.search("우리 고양이 이름이 뭐였지?", 3)[0].path == "day0905/origin/part1.txt"
+    # A message of several sentences is searched session first: the same holds for sessions.
+    message = "요즘 우리 고양이 생각을 자주 하는데 얼마 전에 이름을 바꿨잖아 그래서 우리 고양이 이름이 지금은 뭐였는지 다시 한번 알려줄 수 있을까"
+    assert [m.path for m in search.search(message, 3)[:2]] == ["day0905/origin/part1.txt"] * 2  # the turn and its answer
+    search.embed_pending()
+    assert search.search("우리 고양이 이름이 뭐였지?", 3)[0].path == "day0905/origin/part1.txt"
+
+
 def test_search_keeps_to_one_user_when_asked(index, e5):
     search = MemorySearch(index, e5)
     search.embed_pending()

@@ -56,6 +56,16 @@ def test_fusion_adds_each_rankings_reciprocal_ranks_so_what_several_find_comes_f
     assert first_seen([4, 4, 1, 4, 2, 1]) == [4, 1, 2]
 
 
+def test_an_item_a_ranking_cannot_see_counts_as_the_others_ranked_it():
+    # Item 2 has no vector yet: the dense ranking (second) cannot see it, so its first place in
+    # the lexical ranking counts for both, and it stays ahead of what both rankings found lower.
+    sees = np.array([True, True, False])
+    scores = fuse([(1.0, [2, 0, 1]), (1.0, [0, 1], sees)], 3)
+    assert scores.tolist() == pytest.approx([1 / 62 + 1 / 61, 1 / 63 + 1 / 62, 2 / 61])
+    assert list(np.argsort(-scores)) == [2, 0, 1]
+    assert fuse([(1.0, [1]), (1.0, [], np.zeros(2, dtype=bool))], 2).tolist() == pytest.approx([0, 2 / 61])
+
+
 def test_an_exchange_partner_is_the_answer_after_a_question_or_else_the_question_before():
     of_row = np.array([0, 0, 0, 0, 1, 1])
     speakers = ["user", "assistant", "user", "user", "assistant", "user"]
