@@ -90,7 +90,8 @@ class MemorySearch:
         # Held while a search runs and while refresh() swaps in a new replay's tables: a search
         # that overlapped an update would mix the old turns with the new sessions.
         self._lock = threading.RLock()
-        self._dense: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # turn rows, their rows in vectors.all, users
+        self._dense: tuple[np.ndarray, np.ndarray] | None = None  # turn rows with a vector, their rows in vectors.all
+        self._embedded: np.ndarray | None = None  # which turn rows have a vector
         self.refresh()
 
     def refresh(self) -> None:
@@ -116,11 +117,11 @@ class MemorySearch:
             self.turns = turns
             self.sessions = sessions
             self.row_of = {turn_id: row for row, turn_id in enumerate(self.turns["id"])}
-            self._dense = None
+            self._dense = self._embedded = None
 
     def vectors_changed(self) -> None:
         with self._lock:
-            self._dense = None
+            self._dense = self._embedded = None
 
     def embedded(self) -> int:
         """How many of the turns have a vector."""
@@ -169,10 +170,7 @@ class MemorySearch:
         """Every turn's similarity to query (-inf: no vector yet, or not allowed); None without vectors."""
         if self.embedder is None or self.vectors is None:
             return None
-        with self._lock:
-            if self._dense is None:
-                self._dense = self.vectors.positions(self.turns["hash"])
-            rows, positions = self._dense
+        rows, positions = self._positions()
         if not len(rows):
             return None
         # Vectorized throughout: at 300,000 turns a Python loop over the rows, or a full sort,
@@ -183,14 +181,20 @@ class MemorySearch:
             scores[~allowed[self.sessions.of_row]] = -np.inf
         return scores
 
-    def embedded_rows(self) -> np.ndarray:
-        """Which turns have a vector (a bool per row): what the dense ranking can see."""
+    def _positions(self) -> tuple[np.ndarray, np.ndarray]:
+        """(the turn rows that have a vector, where each vector is in vectors.all), kept until the vectors change."""
         with self._lock:
             if self._dense is None:
                 self._dense = self.vectors.positions(self.turns["hash"])
-            mask = np.zeros(len(self.turns["id"]), dtype=bool)
-            mask[self._dense[0]] = True
-            return mask
+            return self._dense
+
+    def embedded_rows(self) -> np.ndarray:
+        """Which turns have a vector (a bool per row): what the dense ranking can see."""
+        with self._lock:
+            if self._embedded is None:
+                self._embedded = np.zeros(len(self.turns["id"]), dtype=bool)
+                self._embedded[self._positions()[0]] = True
+            return self._embedded
 
     def dense_ranking(self, query: str, k: int, user: str | None) -> list[tuple[int, float]]:
         return _best(self.dense_scores(query, self.sessions.allowed(user, None, None)), k)

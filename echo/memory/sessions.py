@@ -25,14 +25,16 @@ def fuse(rankings: Sequence[tuple[float, Sequence[int]] | tuple[float, Sequence[
     embedded so far, and the newest turns (what was just said) wait their turn. An item a
     ranking cannot see is not held to have lost it: its score is scaled as if that ranking
     had ranked it as the others that see it did, on average."""
-    scores, seen, total = np.zeros(size), np.zeros(size), 0.0
+    scores, unseen, total = np.zeros(size), None, 0.0
     for weight, ranking, *sees in rankings:
         if len(ranking):
             scores[np.asarray(ranking, dtype=np.int64)] += weight / (RRF_K + 1 + np.arange(len(ranking)))
-        seen += weight if not sees else weight * sees[0]
+        if sees:
+            unseen = (0.0 if unseen is None else unseen) + weight * ~sees[0]
         total += weight
-    blind = (seen < total) & (seen > 0)
-    scores[blind] *= total / seen[blind]
+    if unseen is not None:
+        blind = (unseen > 0) & (unseen < total)
+        scores[blind] *= total / (total - unseen[blind])
     return scores
 
 
