@@ -201,10 +201,13 @@ class CachedQueries:
         return self.embedder.passages(texts)
 
     def query(self, text):
-        if text not in self.seen:
-            self.seen[text] = self.embedder.query(text)
+        from echo.memory.dense import query_text
+
+        key = query_text(text)  # what e5 reads: a change of QUERY_CHARS asks again
+        if key not in self.seen:
+            self.seen[key] = self.embedder.query(text)
             self.added += 1
-        return self.seen[text]
+        return self.seen[key]
 
     def save(self) -> None:
         if self.added:
