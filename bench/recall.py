@@ -352,10 +352,11 @@ def main() -> int:
         ("before: dense", "dense", before),
         ("before: hybrid (turns fused by RRF)", "hybrid", before),
         ("+ time in the question", "hybrid", Stages(sessions=False)),
-        ("+ long messages session first, one turn each", "hybrid", Stages(neighbours=False, focus=0)),
-        ("+ half the lines to the best turns", "hybrid", Stages(neighbours=False)),
+        ("+ long messages session first, one turn each", "hybrid", Stages(neighbours=False, focus=0, recency=0)),
+        ("+ half the lines to the best turns", "hybrid", Stages(neighbours=False, recency=0)),
+        ("+ exchange partners", "hybrid", Stages(recency=0)),
         ("after: lexical", "lexical", Stages()),
-        ("after: hybrid (default: + exchange partners)", "hybrid", Stages()),
+        ("after: hybrid (default: + the latest sessions found first)", "hybrid", Stages()),
     ]
     for label, mode, stages in lines:
         if mode == "lexical" or not args.lexical_only:

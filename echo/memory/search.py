@@ -4,7 +4,9 @@ Turns are found by BM25 and by embedding, fused by reciprocal rank fusion (each 
 of 1/(60 + rank) over the rankings it appears in, so no score scale is tuned against another);
 a turn not embedded yet, such as what was just said, counts its BM25 rank for both.
 Sessions (parts, echo.memory.sessions) are ranked the same way, by what finds them: their
-best turn by BM25, their best turn by embedding, and a time the question names ("last week", "작년 여름"). A turn then counts its session's score too. Of k
+best turn by BM25, their best turn by embedding, a time the question names ("last week",
+"작년 여름"), and how recent they are among the best found (a new message most often goes on
+with the latest conversation on its topic). A turn then counts its session's score too. Of k
 lines, the first half go to the best turns, each with the other half of its exchange; the
 rest to the best turn of each further session, so that recall reaches more conversations.
 A search can be bounded in time (since, before) and to one user.
@@ -34,6 +36,7 @@ from echo.memory.sessions import RRF_K, Sessions, first_seen, fuse, partner, pic
 
 TURN_CANDIDATES = 100  # turns from each turn ranking: their sessions, and which turns to show
 SESSION_CANDIDATES = 100  # sessions ranked by their best turn's vector
+RECENCY_POOL = 50  # the best sessions found that the recency ranking orders by when they were written
 MODES = ("hybrid", "lexical", "dense")
 _WORD = re.compile(r"\w+")
 
@@ -47,6 +50,7 @@ class Stages:
     topic_words: int = 16  # a message of this many words or more is searched session first
     neighbours: bool = True  # a turn's exchange partner comes next in its session
     time_in_query: float = 1.0  # weight of the sessions dated when the question says
+    recency: float = 1.0  # weight of the best sessions found, ranked newest first
     session_weight: float = 1.0  # a turn's score counts its session's this much
     focus: float = 0.5  # the share of the lines for the best turns, wherever they are; the rest go to further sessions, one turn each
     # A short question's turns: bigram BM25's long tail is mostly turns that share a common
@@ -264,6 +268,13 @@ class MemorySearch:
                 dated = sessions.dated(*when)
                 dated = dated[found[dated]] if allowed is None else dated[allowed[dated] & found[dated]]
                 rankings.append((st.time_in_query, [int(s) for s in dated[np.argsort(-fuse(rankings, len(sessions))[dated], kind="stable")]]))
+        if st.recency and lexical and dense is not None:
+            # A new message most often goes on with the latest conversation on its topic: the
+            # best sessions found are ranked again, newest first. Only beside two rankings by
+            # relevance, so that recency can settle what they leave close, never outvote them.
+            pool = np.argsort(-fuse(rankings, len(sessions)), kind="stable")[:RECENCY_POOL]
+            pool = pool[found[pool]]
+            rankings.append((st.recency, [int(s) for s in pool[np.argsort(-sessions.written[pool], kind="stable")]]))
         score = fuse(rankings, len(sessions))
         # A turn counts what found it and what found its session; the first lines go to the
         # best turns so counted, the rest to the best turn of each session not yet shown.

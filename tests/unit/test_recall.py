@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import date
+import os
+from datetime import date, datetime, timezone
 
 import numpy as np
 import pytest
 
 from echo.memory.dense import E5Embedder, VectorStore
 from echo.memory.replay import replay
-from echo.memory.search import Memory, MemorySearch, estimate_tokens, memory_block, within_budget
+from echo.memory.search import Memory, MemorySearch, Stages, estimate_tokens, memory_block, within_budget
 from tests.samples import CAT, TRIP, write
 
 
@@ -76,6 +77,28 @@ def test_what_was_just_said_is_not_outranked_for_waiting_to_be_embedded(index, e
     assert [m.path for m in search.search(message, 3)[:2]] == ["day0905/origin/part1.txt"] * 2  # the turn and its answer
     search.embed_pending()
     assert search.search("우리 고양이 이름이 뭐였지?", 3)[0].path == "day0905/origin/part1.txt"
+
+
+def test_a_long_message_recalls_the_latest_conversation_on_its_topic(tmp_path, e5):
+    memory = tmp_path / "memory"
+    said = {
+        date(2025, 5, 1): "the tomato seedlings in my garden plot need water every morning",  # the closest match
+        date(2025, 5, 8): "my tomato seedlings in the garden plot need more water",
+        date(2025, 5, 15): "tomato seedlings in the garden plot: water them less now",  # the latest word on it
+    }
+    for day, text in said.items():
+        part = write(memory, f"day{day:%m%d}/origin/part1.txt", f"나의 말:\n{text}\nChatGPT의 말:\nnoted\n나의 말:\nsomething else entirely\n")
+        noon = int(datetime(day.year, day.month, day.day, 12, tzinfo=timezone.utc).timestamp() * 1e9)
+        os.utime(part, ns=(noon, noon))
+    replay(memory, tmp_path / "index")
+    search = MemorySearch(tmp_path / "index", e5, "UTC")
+    search.embed_pending()
+    message = "I was out in my garden plot again this morning and I keep wondering how often the tomato seedlings need water now"
+    assert "2025-05-15" in {m.date for m in search.search(message, 3)}
+    # Recency only settles what two rankings by relevance leave close: one ranking alone keeps its order.
+    assert "2025-05-15" not in {m.date for m in search.search(message, 3, mode="lexical")}
+    search.stages = Stages(recency=0)  # by relevance alone, the two closer matches fill the three lines
+    assert "2025-05-15" not in {m.date for m in search.search(message, 3)}
 
 
 def test_search_keeps_to_one_user_when_asked(index, e5):
