@@ -37,6 +37,7 @@ from echo.memory.sessions import RRF_K, Sessions, first_seen, fuse, partner, pic
 TURN_CANDIDATES = 100  # turns from each turn ranking: their sessions, and which turns to show
 SESSION_CANDIDATES = 100  # sessions ranked by their best turn's vector
 RECENCY_POOL = 50  # the best sessions found that the recency ranking orders by when they were written
+RECENCY_MATCH = 0.5  # ... of those, the ones whose best BM25 turn scores at least this share of the best one's
 MODES = ("hybrid", "lexical", "dense")
 _WORD = re.compile(r"\w+")
 
@@ -270,10 +271,14 @@ class MemorySearch:
                 rankings.append((st.time_in_query, [int(s) for s in dated[np.argsort(-fuse(rankings, len(sessions))[dated], kind="stable")]]))
         if st.recency and lexical and dense is not None:
             # A new message most often goes on with the latest conversation on its topic: the
-            # best sessions found are ranked again, newest first. Only beside two rankings by
-            # relevance, so that recency can settle what they leave close, never outvote them.
+            # best sessions found that match its words about as well as the best one (by BM25's
+            # scores, which rank fusion does not see) are ranked again, newest first. Only beside
+            # two rankings by relevance: recency settles what they leave close, never lifts a
+            # session that matches only faintly.
             pool = np.argsort(-fuse(rankings, len(sessions)), kind="stable")[:RECENCY_POOL]
-            pool = pool[found[pool]]
+            match = np.zeros(len(sessions))
+            np.maximum.at(match, of_row[[r for r, _ in lexical]], [x for _, x in lexical])
+            pool = pool[found[pool] & (match[pool] >= RECENCY_MATCH * match.max())]
             rankings.append((st.recency, [int(s) for s in pool[np.argsort(-sessions.written[pool], kind="stable")]]))
         score = fuse(rankings, len(sessions))
         # A turn counts what found it and what found its session; the first lines go to the
