@@ -26,6 +26,7 @@ import json
 import math
 import os
 import re
+import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
@@ -363,7 +364,10 @@ def main() -> int:
             print(line(label, score(personas, echo_turns(mode, stages)), queries), flush=True)
     print(f"realmem took {time.perf_counter() - started:.0f} s", file=sys.stderr)
     if not args.skip_speed:
-        speed(args)
+        # In a process of its own: e5's OpenMP runtime keeps the threads it first loaded with
+        # (RealMem's --threads), and the MemoryActor searches with one.
+        again = ["--skip-realmem", "--realmem", args.realmem, "--workdir", args.workdir, "--speed-parts", str(args.speed_parts)]
+        return subprocess.run([sys.executable, __file__, *again], check=False).returncode
     return 0
 
 
