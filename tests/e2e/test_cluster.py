@@ -122,6 +122,15 @@ def every_circuit_running(cluster: LocalCluster) -> dict[str, list[str]] | None:
     return replicas if all(replicas.values()) else None
 
 
+def finds(url: str, fact: tuple[str, str]) -> bool:
+    """Whether the owner's search finds fact (path, text) among its first five."""
+    try:
+        response = httpx.get(f"{url}/api/memory/search", params={"q": fact[1], "k": 5}, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200 and any(m["path"] == fact[0] for m in response.json()["results"])
+
+
 def ask(url: str, prompt: str, user: str = "origin", timeout: float = 180) -> dict:
     response = httpx.post(f"{url}/api/ask", json={"prompt": prompt, "user": user}, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=timeout)
     assert response.status_code == 200, response.text
@@ -144,6 +153,10 @@ def test_echo_server_serve_joins_the_cluster_and_each_part_runs_where_the_cluste
         reads = cluster.wait(lambda: read_tasks_placed(cluster), 60, "Ray's task list to show where the replay's reads ran")
         assert {cluster.node_names().get(t["node_id"]) for t in reads} == {"head"}, [(t["name"], t["node_id"]) for t in reads]
 
+        # An answer's recall gives up after 3 s, and just after a start on a busy host a search
+        # can take longer (a clean-clone run's answer came without memories): ask once the
+        # memory answers a search.
+        cluster.wait(lambda: finds(url, CAT_FACT), 60, "the memory to find the cat fact")
         answer = ask(url, "내 고양이 이름이 뭐였지? 보호소에서 입양했는데")
         assert answer["degraded"] is False and answer["saved"] is True, answer
         assert any(m["path"] == CAT_FACT[0] for m in answer["memories"]), answer["memories"]
