@@ -40,6 +40,7 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 
 from bench.common import percentile  # noqa: E402
+from echo.memory.dense import query_text  # noqa: E402
 from echo.memory.parsing import OLD_ASSISTANT_MARKER, USER_MARKER, marker_of  # noqa: E402
 
 REALMEM = REPO.parent / "shared" / "devsets" / "realmem"
@@ -202,8 +203,6 @@ class CachedQueries:
         return self.embedder.passages(texts)
 
     def query(self, text):
-        from echo.memory.dense import query_text
-
         key = query_text(text)  # what e5 reads: a change of QUERY_CHARS asks again
         if key not in self.seen:
             self.seen[key] = self.embedder.query(text)

@@ -96,7 +96,7 @@ class MemorySearch:
         # that overlapped an update would mix the old turns with the new sessions.
         self._lock = threading.RLock()
         self._dense: tuple[np.ndarray, np.ndarray] | None = None  # turn rows with a vector, their rows in vectors.all
-        self._embedded: np.ndarray | None = None  # which turn rows have a vector
+        self._embedded: tuple[np.ndarray, np.ndarray] | None = None  # which turn rows, and which sessions, have a vector
         self.refresh()
 
     def refresh(self) -> None:
@@ -130,7 +130,7 @@ class MemorySearch:
 
     def embedded(self) -> int:
         """How many of the turns have a vector."""
-        return sum(1 for h in self.turns["hash"] if self.vectors and h in self.vectors)
+        return len(self._positions()[0]) if self.vectors is not None else 0
 
     def embed_pending(self, batch: int = 32, chunk: int = 512, stop: threading.Event | None = None, on_chunk: Callable[[int], object] | None = None) -> int:
         """Embed the turns that have no vector yet, saving every chunk; returns how many.
@@ -193,12 +193,16 @@ class MemorySearch:
                 self._dense = self.vectors.positions(self.turns["hash"])
             return self._dense
 
-    def embedded_rows(self) -> np.ndarray:
-        """Which turns have a vector (a bool per row): what the dense ranking can see."""
+    def seen_by_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """Which turns have a vector (a bool per row), and which sessions have one in any of
+        their turns: what the dense rankings can see. Kept until the vectors change."""
         with self._lock:
             if self._embedded is None:
-                self._embedded = np.zeros(len(self.turns["id"]), dtype=bool)
-                self._embedded[self._positions()[0]] = True
+                rows = np.zeros(len(self.turns["id"]), dtype=bool)
+                rows[self._positions()[0]] = True
+                sessions = np.zeros(len(self.sessions), dtype=bool)
+                sessions[self.sessions.of_row[rows]] = True
+                self._embedded = rows, sessions
             return self._embedded
 
     def dense_ranking(self, query: str, k: int, user: str | None) -> list[tuple[int, float]]:
@@ -227,10 +231,10 @@ class MemorySearch:
         lexical = self.lexical_ranking(query, depth[0], None, paths) if mode != "dense" else []
         dense = self.dense_scores(query, allowed) if mode != "lexical" else None
         dense_turns = _best(dense, depth[1])
-        embedded = self.embedded_rows() if dense is not None else None
+        embedded = self.seen_by_vectors() if dense is not None else None
         rankings = [(1.0, [r for r, _ in lexical])]
         if embedded is not None:  # a turn not embedded yet (just saved) keeps what lexical gave it
-            rankings.append((1.0, [r for r, _ in dense_turns], embedded))
+            rankings.append((1.0, [r for r, _ in dense_turns], embedded[0]))
         turn_score = fuse(rankings, len(self.turns["id"]))
         if broad:
             return self._by_session(query, k, allowed, before, lexical, dense, embedded, turn_score)
@@ -257,9 +261,7 @@ class MemorySearch:
         if dense is not None:
             best = np.full(len(sessions), -np.inf, dtype=np.float32)
             np.maximum.at(best, of_row, dense)
-            seen = np.zeros(len(sessions), dtype=bool)
-            seen[of_row[embedded]] = True
-            rankings.append((1.0, [s for s, _ in _best(best, SESSION_CANDIDATES)], seen))
+            rankings.append((1.0, [s for s, _ in _best(best, SESSION_CANDIDATES)], embedded[1]))
         found = np.zeros(len(sessions), dtype=bool)
         for _, ranking, *_ in rankings:
             found[ranking] = True
