@@ -71,8 +71,8 @@ class ActorMemory:
         except RayTaskError as exc:  # e.g. OSError: [Errno 28] No space left on device
             raise _cause(exc) from None
 
-    async def conversation(self, user: str, key: str, newer_than_s: float) -> list:
-        return await self.actor.conversation.remote(user, key, newer_than_s)
+    async def conversation(self, user: str, key: str, newer_than_s: float, last: int) -> list:
+        return await self.actor.conversation.remote(user, key, newer_than_s, last)
 
     async def search(self, query: str, k: int, user: str | None, mode: str, since: str | None = None, before: str | None = None) -> list[dict]:
         return await self.actor.search.remote(query, k, user, mode, since, before)

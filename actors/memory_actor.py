@@ -98,10 +98,10 @@ class MemoryActor:
         self.index.saved()  # the index thread takes the new lines in
         return receipt.as_dict()
 
-    def conversation(self, user: str, key: str, newer_than_s: float) -> list[Exchange]:
-        """The exchanges of conversation key, oldest first: from what this actor saved since it
-        started, else read back from the files (after a restart)."""
-        return self.conversations.get(user, key, lambda: read_conversation(self.config.memory_dir, user, key, newer_than_s, self.config.markers))
+    def conversation(self, user: str, key: str, newer_than_s: float, last: int) -> list[Exchange]:
+        """The last exchanges of conversation key, oldest first: from what this actor saved
+        since it started, else read back from the files (after a restart)."""
+        return self.conversations.get(user, key, lambda: read_conversation(self.config.memory_dir, user, key, newer_than_s, self.config.markers), last)
 
     # -- the index ---------------------------------------------------------------------
 

@@ -78,10 +78,10 @@ class FakeMemory:
         self.conversations.setdefault((user, conversation), []).append(Exchange(prompt, reply, at, f"day0101/{user}/part1.txt", line + 1, line + 4))
         return {"path": f"day0101/{user}/part1.txt", "line_start": line + 1, "line_end": line + 4}
 
-    async def conversation(self, user: str, key: str, newer_than_s: float) -> list[Exchange]:
+    async def conversation(self, user: str, key: str, newer_than_s: float, last: int) -> list[Exchange]:
         if self.error is not None:
             raise self.error
-        return list(self.conversations.get((user, key), []))
+        return self.conversations.get((user, key), [])[-last:]
 
     async def search(self, query: str, k: int, user: str | None, mode: str, since: str | None = None, before: str | None = None) -> list[dict]:
         if self.error is not None:

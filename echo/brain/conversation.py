@@ -73,7 +73,9 @@ async def find_thread(memory: MemorySink, user: str, conversation_id: str | None
         key = conversation_key(conversation_id)
         reach_s = (config.max_exchanges + 1) * config.idle_gap_minutes * 60  # a live conversation's exchanges are this recent
         try:
-            exchanges = await asyncio.wait_for(memory.conversation(user, key, reach_s), CONTEXT_TIMEOUT_S)
+            # Only the exchanges the window may take (and the last, which says if it goes on).
+            last = max(config.max_exchanges, 1)
+            exchanges = await asyncio.wait_for(memory.conversation(user, key, reach_s, last), CONTEXT_TIMEOUT_S)
         except Exception as exc:  # a conversation that cannot be read back goes on without its past
             log.warning("conversation not read back: %s", describe_failure(exc))
             exchanges = []

@@ -23,7 +23,7 @@ RECALL_TIMEOUT_S = 3.0
 class MemorySink(Protocol):
     async def save(self, user: str, prompt: str, reply: str, conversation: str | None = None) -> dict: ...  # conversation: its key
 
-    async def conversation(self, user: str, key: str, newer_than_s: float) -> list[Exchange]: ...
+    async def conversation(self, user: str, key: str, newer_than_s: float, last: int) -> list[Exchange]: ...  # the last exchanges, oldest first
 
     async def search(self, query: str, k: int, user: str | None, mode: str, since: str | None = None, before: str | None = None) -> list[dict]: ...
 

@@ -98,7 +98,9 @@ class RecentConversations:
             del known[: -self.exchanges]
             self._known.move_to_end((user, key))
 
-    def get(self, user: str, key: str, read: Callable[[], list[Exchange]]) -> list[Exchange]:
+    def get(self, user: str, key: str, read: Callable[[], list[Exchange]], last: int | None = None) -> list[Exchange]:
+        """The conversation's exchanges, oldest first; with last, only that many of the newest
+        (all the prompt can take: a long conversation is not copied whole at every prompt)."""
         # The files are read under the lock, so that an exchange saved meanwhile is either in
         # what was read or added after it, never lost between the two.
         with self._lock:
@@ -107,4 +109,5 @@ class RecentConversations:
                 while len(self._known) > self.limit:
                     self._known.popitem(last=False)
             self._known.move_to_end((user, key))
-            return list(self._known[(user, key)])
+            known = self._known[(user, key)]
+            return known[-last:] if last else list(known)
