@@ -161,10 +161,23 @@ class MemorySearch:
                 break
         return done
 
-    def _memory(self, row: int, score: float) -> Memory:
-        t = self.table.slice(row, 1).to_pylist()[0]
-        text = t["text"] if len(t["text"]) <= TEXT_CHARS else t["text"][:TEXT_CHARS] + " …"
-        return Memory(t["path"], t["line_start"], t["line_end"], t["day"], t["user"], t["speaker"], text, round(score, 6), self.date_of_part.get(t["path"]))
+    def _memories(self, found: list[tuple[int, float]]) -> list[Memory]:
+        """The found (row, score) pairs as memories, in their order: the rows read in one take."""
+        rows = self.table.take(pa.array([r for r, _ in found], type=pa.int64())).to_pylist() if found else []
+        return [
+            Memory(
+                t["path"],
+                t["line_start"],
+                t["line_end"],
+                t["day"],
+                t["user"],
+                t["speaker"],
+                t["text"] if len(t["text"]) <= TEXT_CHARS else t["text"][:TEXT_CHARS] + " …",
+                round(score, 6),
+                self.date_of_part.get(t["path"]),
+            )
+            for t, (_, score) in zip(rows, found, strict=True)
+        ]
 
     def lexical_ranking(self, query: str, k: int, user: str | None, paths: list[str] | None = None) -> list[tuple[int, float]]:
         if self.lexical is None:
@@ -239,15 +252,15 @@ class MemorySearch:
         if broad:
             return self._by_session(query, k, allowed, before, lexical, dense, embedded, turn_score)
         if mode == "lexical" and not st.time_in_query:
-            return [self._memory(r, s) for r, s in lexical[:k]]
+            return self._memories(lexical[:k])
         if mode == "dense" and not st.time_in_query:
-            return [self._memory(r, s) for r, s in dense_turns[:k]]
+            return self._memories(dense_turns[:k])
         if st.time_in_query and (when := self._time_in_query(query, before)) is not None:
             found = np.flatnonzero(turn_score)
             dated = found[np.isin(self.sessions.of_row[found], self.sessions.dated(*when))]
             turn_score[dated] += st.time_in_query / (RRF_K + 1)
         best = np.argsort(-turn_score, kind="stable")[: min(k, int(np.count_nonzero(turn_score)))]
-        return [self._memory(int(r), float(turn_score[r])) for r in best]
+        return self._memories([(int(r), float(turn_score[r])) for r in best])
 
     def _time_in_query(self, query: str, before: Bound | None) -> tuple[date, date] | None:
         """The days the question names, counted back from before (a search bounded in time) or today."""
@@ -291,7 +304,7 @@ class MemorySearch:
         order = [int(s) for s in np.argsort(-score, kind="stable")[: 2 * k] if score[s] > 0]
         rows = pick_turns(ranked, order, lambda s: self._best_turn(s, query, turn_score, dense), of_row, k, math.ceil(k * st.focus), self._partner)
         final = turn_score + st.session_weight * score[of_row]
-        return [self._memory(r, float(final[r])) for r in rows]
+        return self._memories([(r, float(final[r])) for r in rows])
 
     def _partner(self, row: int) -> int | None:
         return partner(row, self.sessions.of_row, self.turns["speaker"]) if self.stages.neighbours else None
