@@ -18,7 +18,7 @@ import math
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -80,7 +80,7 @@ class Memory:
     date: str | None = None  # ISO 8601, the year inferred (echo.memory.dates)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return dict(vars(self))  # flat fields: no deep copy needed
 
 
 class MemorySearch:
@@ -330,7 +330,7 @@ def _best(scores: np.ndarray | None, k: int) -> list[tuple[int, float]]:
 
 def estimate_tokens(text: str) -> int:
     """About one token per Hangul syllable or other non-ASCII character, one per 4 ASCII ones."""
-    ascii_chars = sum(1 for ch in text if ch < "\x80")
+    ascii_chars = len(text.encode("ascii", "ignore"))  # counted in C: this runs on every memory of every prompt
     return (len(text) - ascii_chars) + (ascii_chars + 3) // 4
 
 
@@ -342,7 +342,7 @@ def within_budget(memories: list[Memory], budget_tokens: int, max_chars_each: in
         cost = estimate_tokens(text) + 12  # the citation line
         if used + cost > budget_tokens:
             break
-        chosen.append(Memory(**{**asdict(memory), "text": text}))
+        chosen.append(replace(memory, text=text))
         used += cost
     return chosen
 
