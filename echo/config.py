@@ -33,7 +33,7 @@ OLD_ASSISTANT_MARKER = "ChatGPT의 말:"  # the assistant of the owner's older l
 DEFAULT_MARKERS: Mapping[str, str] = {USER_MARKER: "user", OLD_ASSISTANT_MARKER: "assistant", ECHO_MARKER: "echo"}
 
 # Folders derived from the memory, beside it unless set: memory -> memory_index, memory_backup, ...
-BESIDE_MEMORY = {"index_dir": "index", "backup_dir": "backup", "quarantine_dir": "quarantine"}
+BESIDE_MEMORY = {"index_dir": "index", "backup_dir": "backup", "quarantine_dir": "quarantine", "facts_dir": "facts"}
 
 
 def beside_memory(memory_dir: Path, kind: str) -> Path:
@@ -171,6 +171,18 @@ class RecallConfig(Strict):
     embedding_num_gpus: float = Field(0.0, ge=0.0, le=1.0, description="The GPU share Ray gives the MemoryActor, for a GGUF embedding model on the GPU.")
 
 
+class FactsConfig(Strict):
+    """What Echo knows about people: facts that cite their lines (docs/memory.md#facts)."""
+
+    profile_budget_tokens: int = Field(
+        200,
+        ge=0,
+        le=100_000,
+        description="The asker's standing facts (profile and preferences, newest first) in every circuit's system prompt, in estimated tokens (0: none).",
+    )
+    undo_minutes: float = Field(1440.0, ge=0.0, le=525_600.0, description="How long a forgotten fact can be brought back (`echo-server facts undo`, the page).")
+
+
 class ConversationConfig(Strict):
     """What of the conversation so far goes into each prompt."""
 
@@ -203,6 +215,9 @@ class EchoConfig(Strict):
     backup_dir: Path | None = Field(None, description="Every save is mirrored here; `echo-server restore` reads it. Unset: <memory_dir>_backup beside it.")
     quarantine_dir: Path | None = Field(None, description="Cut-off bytes found at start are set aside here. Unset: <memory_dir>_quarantine.")
     index_dir: Path | None = Field(None, description="What replay makes of the memory (tables, indexes, insight.json). Unset: <memory_dir>_index.")
+    facts_dir: Path | None = Field(
+        None, description="The facts store (facts.jsonl: the owner's data, mirrored into <backup_dir>/facts/). Unset: <memory_dir>_facts."
+    )
     manifest_dir: Path = Field(Path("manifest"), description="Echo's identity: the *.txt declarations, read in name order and reloaded when they change.")
     projects_dir: Path = Field(Path("origin/projects"), description="Where the owner's projects are written.")
     timezone: str = Field("Asia/Seoul", description="The IANA time zone that names the day folders of new exchanges.")
@@ -220,6 +235,7 @@ class EchoConfig(Strict):
     projects: ProjectLimits = Field(ProjectLimits(), description="Limits of a project made on the owner's command.")
     recall: RecallConfig = Field(RecallConfig(), description="How memories are searched and put into prompts.")
     conversation: ConversationConfig = Field(ConversationConfig(), description="How much of the conversation so far each prompt carries.")
+    facts: FactsConfig = Field(FactsConfig(), description="What Echo knows about the people in the memory.")
     markers: dict[str, Literal["user", "assistant", "echo"]] = Field(
         dict(DEFAULT_MARKERS),
         description="The speaker markers that start a turn in memory/, and who speaks after each; new exchanges are saved with the 'user' and 'echo' ones.",

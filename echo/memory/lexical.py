@@ -59,16 +59,17 @@ _GRAMS = tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.ngram(1, 2, False)).build
 class LexicalIndex:
     """A tantivy index of turns in folder; one writer at a time (the caller serializes)."""
 
-    def __init__(self, folder: Path, fresh: bool = False):
-        """Open the index in folder; a new empty one (created=True) when fresh, absent or outdated."""
+    def __init__(self, folder: Path | None, fresh: bool = False):
+        """Open the index in folder; a new empty one (created=True) when fresh, absent or
+        outdated; with no folder, a new one in memory (an index derived from a small store)."""
         self.folder = folder
-        self.created = fresh or not self.exists(folder)
-        if self.created:
+        self.created = folder is None or fresh or not self.exists(folder)
+        if self.created and folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir(parents=True)
             (folder / "VERSION").write_text(_SCHEMA_VERSION)
         self.schema = _schema()
-        self.index = tantivy.Index(self.schema, path=str(folder))
+        self.index = tantivy.Index(self.schema, path=str(folder)) if folder is not None else tantivy.Index(self.schema)
         self.index.register_tokenizer("grams", _GRAMS)
         self.index.register_tokenizer("words", _WORDS)
 

@@ -30,12 +30,15 @@ import pyarrow.parquet as pq
 
 from echo.memory.dates import Bound, infer_date, shown, time_in_query
 from echo.memory.dense import Embedder, VectorStore
+from echo.memory.fact_index import FactView, cited_rows
+from echo.memory.facts import FactStore, PartLines
 from echo.memory.indexing import TURNS_DIR
 from echo.memory.lexical import LexicalIndex, overlap
 from echo.memory.sessions import RRF_K, Sessions, first_seen, fuse, partner, pick_turns
 
 TURN_CANDIDATES = 100  # turns from each turn ranking: their sessions, and which turns to show
 SESSION_CANDIDATES = 100  # sessions ranked by their best turn's vector
+FACT_CANDIDATES = 50  # facts from each fact ranking: the turns they cite
 RECENCY_POOL = 50  # the best sessions found that the recency ranking orders by when they were written
 RECENCY_MATCH = 0.5  # ... of those, the ones whose best BM25 turn scores at least this share of the best one's
 MODES = ("hybrid", "lexical", "dense")
@@ -58,6 +61,7 @@ class Stages:
     # syllable pair with the query ("였지", "내가"), noise to the fusion beyond its top 10.
     lexical_turns: int = 10
     dense_turns: int = 50
+    facts: float = 1.0  # weight of the turns (and sessions) that the facts found cite, per fact ranking
 
 
 # A turn can be a whole pasted document (a part may hold a 10 MB line): a result shows its
@@ -78,6 +82,7 @@ class Memory:
     text: str
     score: float
     date: str | None = None  # ISO 8601, the year inferred (echo.memory.dates)
+    fact: dict | None = None  # the fact that found this turn, when one did (FactView.shown)
 
     def as_dict(self) -> dict:
         return dict(vars(self))  # flat fields: no deep copy needed
@@ -86,8 +91,22 @@ class Memory:
 class MemorySearch:
     """Search over an index folder made by echo.memory.replay; refresh() after each replay."""
 
-    def __init__(self, index_dir: Path, embedder: Embedder | None = None, timezone: str = "UTC", stages: Stages = Stages()):
+    def __init__(
+        self,
+        index_dir: Path,
+        embedder: Embedder | None = None,
+        timezone: str = "UTC",
+        stages: Stages = Stages(),
+        facts: FactStore | None = None,
+        memory_dir: Path | None = None,
+    ):
+        """facts (with memory_dir, whose lines they cite): the store whose facts are searched beside the turns."""
         self.index_dir = index_dir
+        self.facts = facts
+        self.part_lines = PartLines(memory_dir) if facts is not None and memory_dir is not None else None
+        self._fact_view: tuple[tuple, FactView, list[list[int]], np.ndarray] | None = None
+        self._fact_dense: np.ndarray | None = None  # each fact's row in vectors.all (-1: none yet)
+        self._generation = 0
         self.embedder = embedder
         self.timezone = timezone  # the day folders' time zone: it dates the turns
         self.stages = stages
@@ -114,6 +133,7 @@ class MemorySearch:
         written = pq.read_table(parts, columns=["path", "day", "mtime_ns"]).to_pylist() if parts.is_file() else []
         dates = {p["path"]: d for p in written if (d := infer_date(p["day"], p["mtime_ns"], self.timezone)) is not None}
         turns = {c: table.column(c).to_pylist() for c in ("id", "user", "hash", "path", "speaker")}
+        lines = tuple(np.asarray(table.column(c).to_numpy(zero_copy_only=False), dtype=np.int64) for c in ("line_start", "line_end"))
         sessions = Sessions.of(turns["path"], turns["user"], dates, {p["path"]: p["mtime_ns"] for p in written})
         with self._lock:
             self.lexical = lexical
@@ -122,25 +142,61 @@ class MemorySearch:
             self.turns = turns
             self.sessions = sessions
             self.row_of = {turn_id: row for row, turn_id in enumerate(self.turns["id"])}
+            self.lines = lines
+            self.session_of_path = {p: i for i, p in enumerate(sessions.paths)}
             self._dense = self._embedded = None
+            self._generation += 1  # the facts' cited turns are found anew
 
     def vectors_changed(self) -> None:
         with self._lock:
-            self._dense = self._embedded = None
+            self._dense = self._embedded = self._fact_dense = None
+
+    def fact_view(self) -> tuple[FactView, list[list[int]], np.ndarray] | None:
+        """The live facts as of the store's last write, the turn rows each one cites, and the
+        session of its first (-1: its lines are not in the index); None without a store."""
+        if self.facts is None or self.part_lines is None:
+            return None
+        with self._lock:
+            key = (self.facts.stamp(), self._generation)
+            if self._fact_view is None or self._fact_view[0] != key:
+                view = FactView.build(self.facts, self.part_lines)
+                cited = [cited_rows(f, self.session_of_path, self.sessions.rows, *self.lines) for f in view.facts]
+                where = np.array([self.sessions.of_row[c[0]] if c else -1 for c in cited], dtype=np.int64)  # the session of its first cited turn
+                self._fact_view = (key, view, cited, where)
+                self._fact_dense = None
+            return self._fact_view[1:]
+
+    def _fact_scores(self, view: FactView, query_vector: np.ndarray) -> np.ndarray | None:
+        if self.vectors is None or not len(view):
+            return None
+        with self._lock:
+            if self._fact_dense is None or len(self._fact_dense) != len(view):
+                rows = np.fromiter((self.vectors.position.get(h, -1) for h in view.hashes), dtype=np.int64, count=len(view))
+                self._fact_dense = rows
+            rows = self._fact_dense
+        scores = np.full(len(view), -np.inf, dtype=np.float32)
+        have = rows >= 0
+        if have.any():
+            scores[have] = self.vectors.all[rows[have]] @ query_vector
+        return scores
 
     def embedded(self) -> int:
         """How many of the turns have a vector."""
         return len(self._positions()[0]) if self.vectors is not None else 0
 
-    def embed_pending(self, batch: int = 32, chunk: int = 512, stop: threading.Event | None = None, on_chunk: Callable[[int], object] | None = None) -> int:
-        """Embed the turns that have no vector yet, saving every chunk; returns how many.
-
-        Runs in the background: a restart loses at most the chunk being filled.
+    def embed_pending(
+        self, batch: int = 32, chunk: int = 512, stop: threading.Event | None = None, on_chunk: Callable[[int], object] | None = None, facts_only: bool = False
+    ) -> int:
+        """Embed the facts, then the turns, that have no vector yet, saving every chunk; returns
+        how many. Runs in the background: a restart loses at most the chunk being filled.
         """
         if self.embedder is None or self.vectors is None:
             return 0
         with self._lock:
-            text_of = dict(zip(self.turns["hash"], self.table.column("text").to_pylist()))
+            text_of = {} if facts_only else dict(zip(self.turns["hash"], self.table.column("text").to_pylist()))
+        found = self.fact_view()
+        if found is not None:  # facts first: there are few, and each stands for its lines
+            text_of = {**dict(zip(found[0].hashes, (f.text for f in found[0].facts))), **text_of}
         todo = self.vectors.missing(text_of)
         done = 0
         for start in range(0, len(todo), chunk):
@@ -161,8 +217,13 @@ class MemorySearch:
                 break
         return done
 
-    def _memories(self, found: list[tuple[int, float]]) -> list[Memory]:
-        """The found (row, score) pairs as memories, in their order: the rows read in one take."""
+    def _memories(self, found: list[tuple[int, float]], fact_of: Callable[[int], dict | None] = lambda _: None) -> list[Memory]:
+        """The found (row, score) pairs as memories, in their order: the rows read in one take;
+        fact_of(row) is the fact that found a row, if one did."""
+        # Lines found through outdated knowledge come after the rest: a superseded fact's after
+        # the one that replaced it, a stale one's (its lines changed) after fresh ones.
+        facts = {row: fact_of(row) for row, _ in found}
+        found = sorted(found, key=lambda rs: _outdated(facts[rs[0]]))
         rows = self.table.take(pa.array([r for r, _ in found], type=pa.int64())).to_pylist() if found else []
         return [
             Memory(
@@ -175,8 +236,9 @@ class MemorySearch:
                 t["text"] if len(t["text"]) <= TEXT_CHARS else t["text"][:TEXT_CHARS] + " …",
                 round(score, 6),
                 self.date_of_part.get(t["path"]),
+                facts[row],
             )
-            for t, (_, score) in zip(rows, found, strict=True)
+            for t, (row, score) in zip(rows, found, strict=True)
         ]
 
     def lexical_ranking(self, query: str, k: int, user: str | None, paths: list[str] | None = None) -> list[tuple[int, float]]:
@@ -184,9 +246,12 @@ class MemorySearch:
             return []
         return [(self.row_of[i], s) for i, s in self.lexical.search(query, k, user, paths) if i in self.row_of]
 
-    def dense_scores(self, query: str, allowed: np.ndarray | None) -> np.ndarray | None:
-        """Every turn's similarity to query (-inf: no vector yet, or not allowed); None without vectors."""
-        if self.embedder is None or self.vectors is None:
+    def query_vector(self, query: str) -> np.ndarray | None:
+        return self.embedder.query(query) if self.embedder is not None and self.vectors is not None else None
+
+    def dense_scores(self, query_vector: np.ndarray | None, allowed: np.ndarray | None) -> np.ndarray | None:
+        """Every turn's similarity to the query's vector (-inf: no vector yet, or not allowed); None without vectors."""
+        if query_vector is None:
             return None
         rows, positions = self._positions()
         if not len(rows):
@@ -194,7 +259,7 @@ class MemorySearch:
         # Vectorized throughout: at 300,000 turns a Python loop over the rows, or a full sort,
         # would cost more than the question's embedding.
         scores = np.full(len(self.turns["id"]), -np.inf, dtype=np.float32)
-        scores[rows] = (self.vectors.all @ self.embedder.query(query))[positions]
+        scores[rows] = (self.vectors.all @ query_vector)[positions]
         if allowed is not None:
             scores[~allowed[self.sessions.of_row]] = -np.inf
         return scores
@@ -219,7 +284,7 @@ class MemorySearch:
             return self._embedded
 
     def dense_ranking(self, query: str, k: int, user: str | None) -> list[tuple[int, float]]:
-        return _best(self.dense_scores(query, self.sessions.allowed(user, None, None)), k)
+        return _best(self.dense_scores(self.query_vector(query), self.sessions.allowed(user, None, None)), k)
 
     def search(
         self, query: str, k: int = 10, user: str | None = None, mode: str = "hybrid", since: Bound | None = None, before: Bound | None = None
@@ -242,35 +307,68 @@ class MemorySearch:
         broad = st.sessions and len(_WORD.findall(query)) >= st.topic_words
         depth = (TURN_CANDIDATES, TURN_CANDIDATES) if broad else (st.lexical_turns, st.dense_turns)
         lexical = self.lexical_ranking(query, depth[0], None, paths) if mode != "dense" else []
-        dense = self.dense_scores(query, allowed) if mode != "lexical" else None
+        query_vector = self.query_vector(query) if mode != "lexical" else None
+        dense = self.dense_scores(query_vector, allowed)
         dense_turns = _best(dense, depth[1])
         embedded = self.seen_by_vectors() if dense is not None else None
+        fact_turns, fact_of = self._fact_rankings(query, query_vector, user, allowed, mode)
         rankings = [(1.0, [r for r, _ in lexical])]
         if embedded is not None:  # a turn not embedded yet (just saved) keeps what lexical gave it
             rankings.append((1.0, [r for r, _ in dense_turns], embedded[0]))
+        rankings += [(st.facts, rows) for rows in fact_turns]
         turn_score = fuse(rankings, len(self.turns["id"]))
         if broad:
-            return self._by_session(query, k, allowed, before, lexical, dense, embedded, turn_score)
-        if mode == "lexical" and not st.time_in_query:
+            return self._by_session(query, k, allowed, before, lexical, dense, embedded, turn_score, fact_turns, fact_of)
+        if mode == "lexical" and not st.time_in_query and not fact_turns:
             return self._memories(lexical[:k])
-        if mode == "dense" and not st.time_in_query:
+        if mode == "dense" and not st.time_in_query and not fact_turns:
             return self._memories(dense_turns[:k])
         if st.time_in_query and (when := self._time_in_query(query, before)) is not None:
             found = np.flatnonzero(turn_score)
             dated = found[np.isin(self.sessions.of_row[found], self.sessions.dated(*when))]
             turn_score[dated] += st.time_in_query / (RRF_K + 1)
         best = np.argsort(-turn_score, kind="stable")[: min(k, int(np.count_nonzero(turn_score)))]
-        return self._memories([(int(r), float(turn_score[r])) for r in best])
+        return self._memories([(int(r), float(turn_score[r])) for r in best], fact_of)
+
+    def _fact_rankings(
+        self, query: str, query_vector: np.ndarray | None, user: str | None, allowed: np.ndarray | None, mode: str
+    ) -> tuple[list[list[int]], Callable[[int], dict | None]]:
+        """The turns the facts found cite, as one ranking per way of finding facts (BM25, vectors),
+        and for a row the fact that found it (the best that cites it)."""
+        found = self.fact_view()
+        if found is None or not len(found[0]) or not self.stages.facts:
+            return [], lambda _: None
+        view, cited, where = found
+        of_row = self.sessions.of_row
+        # Only the facts whose lines the search may find (a search bounded in time or to a user).
+        ok = where >= 0 if allowed is None else (where >= 0) & allowed[np.maximum(where, 0)]
+        rankings = []
+        if mode != "dense":
+            rankings.append(view.ordered([i for i in view.lexical_ranking(query, 3 * FACT_CANDIDATES, user) if ok[i]][:FACT_CANDIDATES], user))
+        if query_vector is not None:
+            scores = self._fact_scores(view, query_vector)
+            if scores is not None:
+                scores[~ok] = -np.inf
+            rankings.append(view.ordered(view.dense_ranking(scores, FACT_CANDIDATES, user), user))
+        turn_rankings = [first_seen([r for i in ranking for r in cited[i] if allowed is None or allowed[of_row[r]]]) for ranking in rankings]
+        fused = fuse([(1.0, r) for r in rankings], len(view))
+        hit = np.flatnonzero(fused)
+        fact_of_row: dict[int, int] = {}
+        for i in view.ordered([int(i) for i in hit[np.argsort(-fused[hit], kind="stable")]], user):
+            for r in cited[i]:
+                fact_of_row.setdefault(r, i)
+        return [r for r in turn_rankings if r], lambda row: view.shown(fact_of_row[row]) if row in fact_of_row else None
 
     def _time_in_query(self, query: str, before: Bound | None) -> tuple[date, date] | None:
         """The days the question names, counted back from before (a search bounded in time) or today."""
         today = before.day if before is not None else datetime.now(ZoneInfo(self.timezone)).date()
         return time_in_query(query, today)
 
-    def _by_session(self, query, k, allowed, before, lexical, dense, embedded, turn_score) -> list[Memory]:
+    def _by_session(self, query, k, allowed, before, lexical, dense, embedded, turn_score, fact_turns, fact_of) -> list[Memory]:
         st, sessions = self.stages, self.sessions
         of_row = sessions.of_row
         rankings = [(1.0, first_seen(of_row[[r for r, _ in lexical]]))] if lexical else []
+        rankings += [(st.facts, first_seen(of_row[rows])) for rows in fact_turns]
         if dense is not None:
             best = np.full(len(sessions), -np.inf, dtype=np.float32)
             np.maximum.at(best, of_row, dense)
@@ -304,7 +402,7 @@ class MemorySearch:
         order = [int(s) for s in np.argsort(-score, kind="stable")[: 2 * k] if score[s] > 0]
         rows = pick_turns(ranked, order, lambda s: self._best_turn(s, query, turn_score, dense), of_row, k, math.ceil(k * st.focus), self._partner)
         final = turn_score + st.session_weight * score[of_row]
-        return self._memories([(r, float(final[r])) for r in rows])
+        return self._memories([(r, float(final[r])) for r in rows], fact_of)
 
     def _partner(self, row: int) -> int | None:
         return partner(row, self.sessions.of_row, self.turns["speaker"]) if self.stages.neighbours else None
@@ -317,6 +415,10 @@ class MemorySearch:
         else:
             second = np.asarray(overlap(query, self.table.take(pa.array(rows)).column("text").to_pylist()), dtype=np.float32)
         return int(rows[np.lexsort((-second, -turn_score[rows]))[0]])
+
+
+def _outdated(fact: dict | None) -> int:
+    return 0 if fact is None else 2 if fact["superseded_by"] else 1 if fact["stale"] else 0
 
 
 def _best(scores: np.ndarray | None, k: int) -> list[tuple[int, float]]:

@@ -57,6 +57,7 @@ EXCLUDED = (
     "*.key",
     "id_rsa*",
     "id_ed25519*",
+    "facts.jsonl",  # what Echo knows about people: the owner's data, like memory/
 )
 MEMORY = "memory"
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # the zip format's first representable moment
