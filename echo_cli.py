@@ -159,6 +159,8 @@ def restore_command(config_file: str | None) -> None:
     for path in report.conflicts:
         click.echo(f"conflict   {path}: differs from its backup; left as it is (compare the two by hand)", err=True)
     click.echo(f"{len(report.restored)} restored, {len(report.unchanged)} already whole, {len(report.conflicts)} conflicts")
+    back, kept = _fact_store(config, config.memory_dir).restore_from_backup()
+    click.echo(f"facts: {back} brought back, {kept} already there")
     if report.conflicts:
         sys.exit(1)
 
@@ -191,6 +193,15 @@ def memory_options(function):
     for option in reversed(MEMORY_OPTIONS):
         function = option(function)
     return function
+
+
+def _fact_store(config, memory_dir: Path):
+    """The facts of memory_dir: the config's store, or the one beside a --memory folder."""
+    from echo.memory.facts import FactStore
+
+    if memory_dir == config.memory_dir:
+        return FactStore(config.facts_dir, config.backup_dir / "facts", config.facts.undo_minutes)
+    return FactStore(beside_memory(memory_dir, "facts"), beside_memory(memory_dir, "backup") / "facts", config.facts.undo_minutes)
 
 
 def _embed_all(config, index_dir: Path) -> None:
@@ -273,7 +284,9 @@ def search_command(config_file, memory, index, query, k, mode, user, as_json, qu
     embedder = None
     if mode != "lexical" and config.recall.embedding_model != "off":
         embedder = load_embedder(config.recall.embedding_model, config.recall.embedding_threads, config.recall.embedding_n_gpu_layers)
-    search = MemorySearch(index_dir, embedder, config.timezone)
+    search = MemorySearch(index_dir, embedder, config.timezone, facts=_fact_store(config, memory_dir), memory_dir=memory_dir)
+    if embedder is not None:
+        search.embed_pending(facts_only=True)  # facts are few, and each stands for its lines: embedded before searching
     if embedder is not None and search.embedded() < len(search.turns["hash"]):
         click.echo(f"note: {search.embedded()} of {len(search.turns['hash'])} turns have vectors so far (echo-server replay --embed adds the rest)", err=True)
     if queries is not None:
@@ -291,6 +304,106 @@ def search_command(config_file, memory, index, query, k, mode, user, as_json, qu
     for m in results:
         first = " ".join(m.text.split())[:100]
         click.echo(f"{m.score:8.4f}  {m.path}:{m.line_start}-{m.line_end}  {m.date or m.day} {m.user}/{m.speaker}  {first}")
+
+
+@main.group("facts")
+def facts_group() -> None:
+    """What Echo knows about people: facts citing their lines (the owner's data, in <memory>_facts/)."""
+
+
+def _desk(config_file, memory, index):
+    from echo.memory.facts import FactDesk
+
+    config, memory_dir, _ = _memory_folders(config_file, memory, index)
+    return FactDesk(_fact_store(config, memory_dir), memory_dir, config.timezone)
+
+
+def _print_facts(facts: list[dict], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(facts, ensure_ascii=False, indent=1))
+        return
+    for f in facts:
+        marks = "".join(m for m, on in ((" [stale]", f["stale"]), (f" [superseded by {f['superseded_by']}]", f["superseded_by"])) if on)
+        cite = f["cites"][0]
+        click.echo(
+            f"{f['id']}  {f['date'] or '-':10}  {f['user']}/{f['about']}  {f['kind']:10}  {cite['path']}:{cite['line_start']}-{cite['line_end']}  {f['text']}{marks}"
+        )
+
+
+@facts_group.command("import")
+@memory_options
+@click.argument("file", type=click.File("rb"))
+def facts_import_command(config_file, memory, index, file) -> None:
+    """Import FILE (JSON Lines, one fact a line; - for stdin): all of it or nothing."""
+    desk = _desk(config_file, memory, index)
+    answer = desk.run("import", lines=file)
+    if "problems" in answer:
+        for problem in answer["problems"]:
+            click.echo(f"{file.name}: {problem}", err=True)
+        raise click.ClickException(f"nothing imported: fix the {len(answer['problems'])} lines above and import the file again")
+    done = answer["result"]
+    click.echo(f"{done['added']} facts added, {done['unchanged']} already there, {done['forgotten']} forgotten before (not added again): {desk.store.path}")
+
+
+@facts_group.command("list")
+@memory_options
+@click.option("--user", help="Only this user's facts.")
+@click.option("--kind", help="Only this kind: profile, preference, event, plan, other.")
+@click.option("--q", "query", default="", help="Only facts holding these words.")
+@click.option("--deleted", is_flag=True, help="The forgotten ones instead (undoable for a while).")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print them as JSON.")
+def facts_list_command(config_file, memory, index, user, kind, query, deleted, limit, as_json) -> None:
+    """List facts, newest first."""
+    page = _desk(config_file, memory, index).list(user, query, kind, deleted, limit)
+    _print_facts(page["facts"], as_json)
+    if not as_json:
+        click.echo(f"{len(page['facts'])} of {page['total']} facts", err=True)
+
+
+@facts_group.command("show")
+@memory_options
+@click.argument("fact_id")
+@click.option("--json", "as_json", is_flag=True, help="Print it as JSON.")
+def facts_show_command(config_file, memory, index, fact_id, as_json) -> None:
+    """One fact, with the lines it cites."""
+    desk = _desk(config_file, memory, index)
+    found = desk.show(None, fact_id)
+    if found is None:
+        raise click.ClickException(f"no fact {fact_id!r}: see `echo-server facts list`")
+    if as_json:
+        click.echo(json.dumps(found, ensure_ascii=False, indent=1))
+        return
+    _print_facts([found], False)
+    for cite in found["cites"]:
+        lines = desk.parts.lines(cite["path"]) or []
+        for number in range(cite["line_start"], min(cite["line_end"], len(lines)) + 1):
+            click.echo(f"    {cite['path']}:{number}  {lines[number - 1]}")
+
+
+@facts_group.command("delete")
+@memory_options
+@click.argument("fact_ids", nargs=-1, required=True)
+def facts_delete_command(config_file, memory, index, fact_ids) -> None:
+    """Forget facts (the lines stay in memory; `facts undo` brings them back for a while)."""
+    removed = _desk(config_file, memory, index).delete(None, list(fact_ids), "origin")
+    for f in removed:
+        click.echo(f"forgotten  {f['id']}  {f['text']}")
+    missing = set(fact_ids) - {f["id"] for f in removed}
+    if missing:
+        raise click.ClickException(f"no such fact (or forgotten already): {', '.join(sorted(missing))}")
+
+
+@facts_group.command("undo")
+@memory_options
+@click.option("--user", help="Only this user's last forgetting (default: the last of anyone's).")
+def facts_undo_command(config_file, memory, index, user) -> None:
+    """Bring back the facts forgotten last, within the undo window (facts.undo_minutes)."""
+    restored = _desk(config_file, memory, index).undo(user)
+    for f in restored:
+        click.echo(f"restored   {f['id']}  {f['text']}")
+    if not restored:
+        raise click.ClickException("nothing to undo: no fact was forgotten within the undo window (facts.undo_minutes)")
 
 
 @main.command("plan")

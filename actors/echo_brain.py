@@ -80,6 +80,9 @@ class ActorMemory:
     async def insights(self) -> dict | None:
         return await self.actor.insights.remote()
 
+    async def facts(self, operation: str, **arguments) -> dict:
+        return await self.actor.facts.remote(operation, **arguments)
+
     async def status(self) -> dict:
         status = await self.actor.status.remote()
         try:

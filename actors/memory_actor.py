@@ -25,6 +25,7 @@ from echo.config import MEMORY_HOME, EchoConfig
 from echo.memory.conversation import Exchange, RecentConversations, read_conversation
 from echo.memory.dates import parse_bound
 from echo.memory.dense import choose_embedder
+from echo.memory.facts import CHANGING, FactDesk, FactStore
 from echo.memory.parsing import parse_part, stamp_line
 from echo.memory.scheduler import IndexScheduler
 from echo.memory.search import MemorySearch
@@ -60,6 +61,8 @@ class MemoryActor:
         self.boot_replay: dict | None = None
         self.embedding_state: dict = {"state": "off" if self.config.recall.embedding_model == "off" else "starting"}
         self.conversations = RecentConversations()
+        self.fact_store = FactStore(self.config.facts_dir, self.config.backup_dir / "facts", self.config.facts.undo_minutes)
+        self.fact_desk = FactDesk(self.fact_store, self.config.memory_dir, self.config.timezone)
         self.embedder = None
         self._watchdog = None  # found by name at the first save
         self.index = IndexScheduler(self._update_index, self._embed)
@@ -134,9 +137,10 @@ class MemoryActor:
                 c.memory_dir, c.index_dir, markers=c.markers, resources=home_resources(), settle_s=SETTLE_S, whole=dict(self._whole), on_read=_measure_lag
             )
             if self.search_engine is None:
-                self.search_engine = MemorySearch(c.index_dir, self.embedder, c.timezone)
+                self.search_engine = MemorySearch(c.index_dir, self.embedder, c.timezone, facts=self.fact_store, memory_dir=c.memory_dir)
             else:
                 self.search_engine.refresh()
+            self.fact_desk.parts_changed()  # a fact whose lines changed is stale from now on
             if first:
                 self.boot_replay = insight["last_replay"]
             self.replay_state = {
@@ -197,7 +201,26 @@ class MemoryActor:
 
     def insights(self) -> dict | None:
         path = self.config.index_dir / "insight.json"
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        if not path.is_file():
+            return None
+        return {**json.loads(path.read_text(encoding="utf-8")), "facts": self.fact_desk.summary()}
+
+    def facts(self, operation: str, **arguments) -> dict:
+        """One operation of echo.memory.facts.FactDesk (import, list, show, edit, delete, undo,
+        forget, profile): {"result": ...}, or {"problems": [...]} for facts refused, nothing changed."""
+        answer = self.fact_desk.run(operation, **arguments)
+        if operation in CHANGING and "result" in answer:
+            self._measure_facts()
+            if operation == "import" and answer["result"]["added"]:
+                metrics.facts_imported().inc(answer["result"]["added"])
+            if operation in ("import", "edit", "undo"):
+                self.index.notify()  # the index thread embeds the new wordings
+        return answer
+
+    def _measure_facts(self) -> None:
+        state = self.fact_desk.status()
+        for kind in ("stored", "stale", "deleted"):
+            metrics.facts().set(state[kind], tags={"kind": kind})
 
     def status(self) -> dict:
         state = self.replay_state["state"]
@@ -207,6 +230,7 @@ class MemoryActor:
             "saving": self.saving,
             "replay": self.replay_state,
             "embedding": self.embedding_state,
+            "facts": self.fact_desk.status(),
         }
 
 

@@ -79,3 +79,13 @@ def watch_events() -> metrics.Counter:
 @functools.cache
 def manifest_reloads() -> metrics.Counter:
     return metrics.Counter("echo_manifest_reloads", "Manifest changes seen by the watchdog, by outcome.", tag_keys=("outcome",))
+
+
+@functools.cache
+def facts() -> metrics.Gauge:
+    return metrics.Gauge("echo_facts", "Facts: stored (live), stale (their lines changed), deleted (forgotten, kept for undo).", tag_keys=("kind",))
+
+
+@functools.cache
+def facts_imported() -> metrics.Counter:
+    return metrics.Counter("echo_facts_imported", "Facts added by `facts import` (the CLI or the owner over HTTP).")

@@ -59,8 +59,14 @@ def hit(text: str, score: float, path: str = "day0901/origin/part1.txt", line_st
     return {"path": path, "line_start": line_start, "line_end": line_start + 1, "day": day, "user": user, "speaker": speaker, "text": text, "score": score}
 
 
+NO_FACTS = {"profile": {"facts": [], "tokens": 0}, "list": {"total": 0, "offset": 0, "limit": 50, "facts": []}, "show": None, "edit": None}
+
+
 class FakeMemory:
-    def __init__(self, error: Exception | None = None, memories: list[dict] | None = None, insight: dict | None = None):
+    def __init__(self, error: Exception | None = None, memories: list[dict] | None = None, insight: dict | None = None, desk=None):
+        """desk: a real echo.memory.facts.FactDesk to answer the facts operations; without one, there are no facts."""
+        self.desk = desk
+        self.fact_calls: list[tuple[str, dict]] = []
         self.saved: list[tuple[str, str, str]] = []
         self.error = error
         self.memories = memories or []
@@ -91,6 +97,14 @@ class FakeMemory:
 
     async def insights(self) -> dict | None:
         return self.insight
+
+    async def facts(self, operation: str, **arguments) -> dict:
+        self.fact_calls.append((operation, arguments))
+        if self.error is not None:
+            raise self.error
+        if self.desk is not None:
+            return self.desk.run(operation, **arguments)
+        return {"result": NO_FACTS.get(operation, [])}
 
     async def status(self) -> dict:
         if self.error is not None:

@@ -103,6 +103,7 @@ async function ask(text) {
       if (data.route === "circuits") order.forEach(panel);
       status.textContent = data.route === "circuits" ? "the circuits are answering…" : "";
       showMemories(view, data.memories || []);
+      showFacts(view, data.facts || [], data.memories || []);
     } else if (name === "circuit_start") {
       panel(data.circuit).classList.add("running");
     } else if (name === "token") {
@@ -118,6 +119,8 @@ async function ask(text) {
       reply.textContent = data.reply;
       status.textContent = data.degraded ? `degraded: ${Object.keys(data.failed).join(", ")} failed` : "";
       if (data.memories) showMemories(view, data.memories);
+      showFacts(view, data.facts || [], data.memories || []);
+      if (data.forgotten && data.forgotten.length) status.append(undoButton());
     } else if (name === "error") {
       status.textContent = data.error.message;
     }
@@ -150,23 +153,99 @@ function showMemories(view, memories) {
   const list = view.querySelector(".memories ul");
   list.replaceChildren(...memories.map((m) => {
     const item = document.createElement("li");
-    item.textContent = `${m.day} · ${m.path}:${m.line_start}-${m.line_end} · ${m.speaker}: ${m.text}`;
+    item.textContent = `${m.day} · ${m.path}:${m.line_start}-${m.line_end} · ${m.speaker}: ${m.text}` + (m.fact ? ` — found by the fact: ${m.fact.text}` : "");
     return item;
   }));
   view.querySelector(".memories summary").textContent = `memories (${memories.length})`;
+}
+
+// The facts an answer used: the asker's standing ones (in every circuit's prompt) and those that found a memory.
+function showFacts(view, standing, memories) {
+  const used = [...standing.map((f) => ["about you", f]), ...memories.filter((m) => m.fact).map((m) => ["found a memory", m.fact])];
+  const list = view.querySelector(".facts ul");
+  list.replaceChildren(...used.map(([why, f]) => {
+    const item = document.createElement("li");
+    item.textContent = `${f.text} (${f.kind}, ${f.date || "undated"}; ${why})`;
+    return item;
+  }));
+  view.querySelector(".facts summary").textContent = `facts (${used.length})`;
+  view.querySelector(".facts").hidden = used.length === 0;
+}
+
+function undoButton() {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "undo";
+  button.textContent = "되돌리기 Undo";
+  button.addEventListener("click", async () => {
+    const body = await undoForget();
+    button.replaceWith(document.createTextNode(body ? ` brought back: ${body.restored.map((f) => f.text).join("; ")}` : " could not undo"));
+  });
+  return button;
 }
 
 // ---- insights ----------------------------------------------------------------------
 
 $("show-chat").addEventListener("click", () => switchTo("chat"));
 $("show-insights").addEventListener("click", () => switchTo("insights"));
+$("show-facts").addEventListener("click", () => switchTo("facts"));
 
 function switchTo(view) {
-  $("chat-view").hidden = view !== "chat";
-  $("insights-view").hidden = view !== "insights";
-  $("show-chat").classList.toggle("active", view === "chat");
-  $("show-insights").classList.toggle("active", view === "insights");
+  for (const name of ["chat", "insights", "facts"]) {
+    $(`${name}-view`).hidden = view !== name;
+    $(`show-${name}`).classList.toggle("active", view === name);
+  }
   if (view === "insights") loadInsights();
+  if (view === "facts") loadFacts();
+}
+
+// ---- what Echo knows ---------------------------------------------------------------
+
+function factsQuery(extra = {}) { // a user sees their own (name + key); the owner, everyone's or the named user's
+  const params = new URLSearchParams(extra);
+  if (userInput.value.trim()) params.set("user", userInput.value.trim());
+  return params.toString();
+}
+
+$("facts-search").addEventListener("submit", (event) => { event.preventDefault(); loadFacts(); });
+$("facts-undo").addEventListener("click", async () => { await undoForget(); loadFacts(); });
+
+async function undoForget() {
+  const response = await fetch(`/api/memory/facts/undo?${factsQuery()}`, { method: "POST", headers: headers() });
+  return response.ok ? response.json() : null;
+}
+
+async function loadFacts() {
+  const status = $("facts-status");
+  status.textContent = "loading…";
+  const response = await fetch(`/api/memory/facts?${factsQuery({ q: $("facts-q").value, limit: 200 })}`, { headers: headers() });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    status.textContent = body.error ? body.error.message : `HTTP ${response.status}`;
+    $("facts-list").replaceChildren();
+    return;
+  }
+  status.textContent = `${body.total} ${body.total === 1 ? "fact" : "facts"}` + (body.total > body.facts.length ? ` (${body.facts.length} shown)` : "");
+  $("facts-list").replaceChildren(...body.facts.map((f) => {
+    const item = document.createElement("li");
+    item.className = "fact";
+    item.dataset.id = f.id;
+    const text = document.createElement("span");
+    const cite = f.cites[0];
+    text.textContent = `${f.text} — ${f.about}, ${f.kind}, ${f.date || "undated"} (${cite.path}:${cite.line_start}-${cite.line_end})` +
+      (f.stale ? " [its lines changed]" : "") + (f.superseded_by ? " [replaced by a newer fact]" : "");
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "delete";
+    remove.textContent = "삭제 Delete";
+    remove.addEventListener("click", async () => {
+      const answer = await fetch(`/api/memory/facts/${encodeURIComponent(f.id)}?${factsQuery()}`, { method: "DELETE", headers: headers() });
+      if (answer.ok) item.remove();
+      else status.textContent = (await answer.json().catch(() => ({}))).error?.message || `HTTP ${answer.status}`;
+    });
+    item.append(text, " ", remove);
+    return item;
+  }));
 }
 
 async function loadInsights() {

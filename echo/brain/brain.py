@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from echo.brain import memories, users
+from echo.brain import knowledge, memories, users
 from echo.brain.conversation import Thread, client_thread, find_thread, left_out
 from echo.brain.errors import AskError, describe_failure
 from echo.brain.fanout import Circuit, Emit, call, fan_out
@@ -30,11 +30,20 @@ from echo.brain.projects import PROJECT_INSTRUCTIONS, PROJECT_SCHEMA, ProjectErr
 from echo.brain.users import Asker
 from echo.config import EchoConfig
 from echo.llm.engine import Completion, KVCacheFullError, Messages
+from echo.memory.facts import KINDS
 from echo.memory.search import Memory, memory_block
 
 log = logging.getLogger("echo.brain")
 
 __all__ = ["AskError", "Brain"]
+
+MAX_FACTS_PAGE = 500
+
+
+def _found(fact: dict | None, fact_id: str) -> dict:
+    if fact is None:
+        raise AskError(404, "no_such_fact", f"no fact {fact_id!r} of yours: list them with GET /api/memory/facts (or `echo-server facts list`)")
+    return fact
 
 
 @dataclass(frozen=True)
@@ -130,18 +139,23 @@ class Brain:
         """Answer a prepared request, save the exchange; the response body. With emit, the
         events of stream_ask go to it as they happen."""
         if request.route == "circuits":
-            # The conversation is read back while recall searches: two memory calls in the time of one.
-            thread, candidates = await asyncio.gather(self._thread(request), self._recall(request))
+            # The conversation is read back while recall searches and the profile is read: three memory calls in the time of one.
+            thread, candidates, standing = await asyncio.gather(self._thread(request), self._recall(request), self._profile(request))
             found = memories.fit(candidates, self.config.recall, lambda m: left_out(m, thread))  # no turn twice in a prompt
-            outcome = await self._answer_with_circuits(request, thread, found, emit)
+            outcome = await self._answer_with_circuits(request, thread, found, standing, emit)
         else:
-            thread = await self._thread(request)
+            standing: list[dict] = []
             if request.route == "identity":
-                outcome = await self._reflect_identity(request.prompt)
+                thread, standing = await asyncio.gather(self._thread(request), self._profile(request))
+                outcome = await self._reflect_identity(request, standing)
+            elif request.route == "forget":
+                thread = await self._thread(request)
+                outcome = await self._forget(request)
             else:
+                thread = await self._thread(request)
                 outcome = await self._create_project(request.prompt, request.asker.origin)
             if emit is not None:
-                emit(self._start(request, thread, None, []))
+                emit(self._start(request, thread, None, [], standing))
         saved = await memories.save(self.memory, request.asker.user, request.prompt, outcome.reply, thread.key)
         body = {
             "reply": outcome.reply,
@@ -174,8 +188,15 @@ class Brain:
         spare = 2 * self.config.conversation.max_exchanges if request.conversation else 0
         return await memories.recall(self.memory, self.config.recall, request.prompt, whose, spare)
 
+    async def _profile(self, request: Request) -> list[dict]:
+        """The asker's standing facts for every circuit's system prompt: for a user with a key
+        and the owner only (a guest has none)."""
+        if not request.asker.may_recall:
+            return []
+        return await knowledge.profile(self.memory, request.asker.user, self.config.facts.profile_budget_tokens)
+
     @staticmethod
-    def _start(request: Request, thread: Thread, merge: str | None, found: list[Memory]) -> dict:
+    def _start(request: Request, thread: Thread, merge: str | None, found: list[Memory], standing: list[dict]) -> dict:
         return {
             "event": "start",
             "route": request.route,
@@ -185,6 +206,7 @@ class Brain:
             "merge": merge,
             "order": list(CONCAT_ORDER),
             "memories": [m.as_dict() for m in found],
+            "facts": standing,
         }
 
     # -- what a circuit is sent --------------------------------------------------------
@@ -197,10 +219,10 @@ class Brain:
         identity = self.identity.current.text[: self.config.identity_chars]
         return f"{self.config.circuits[circuit].role_prompt}\n\nWho you are:\n{identity}"
 
-    def messages(self, circuit: str, content: str, thread: Thread | None = None) -> Messages:
-        """What a circuit is sent: its system prompt, the conversation so far, then content as
-        the user's message."""
-        system = self.system_prompt(circuit) + (f"\n\n{thread.instructions}" if thread and thread.instructions else "")
+    def messages(self, circuit: str, content: str, thread: Thread | None = None, profile: str = "") -> Messages:
+        """What a circuit is sent: its system prompt (and what Echo knows of the asker), the
+        conversation so far, then content as the user's message."""
+        system = self.system_prompt(circuit) + (f"\n\n{thread.instructions}" if thread and thread.instructions else "") + (f"\n\n{profile}" if profile else "")
         return [{"role": "system", "content": system}, *(thread.messages if thread else ()), {"role": "user", "content": content}]
 
     async def call(self, circuit: str, messages: Messages, **options: Any) -> Completion:
@@ -209,17 +231,20 @@ class Brain:
 
     # -- the three paths -----------------------------------------------------------------
 
-    async def _answer_with_circuits(self, request: Request, thread: Thread, found: list[Memory], emit: Emit | None) -> Outcome:
+    async def _answer_with_circuits(self, request: Request, thread: Thread, found: list[Memory], standing: list[dict], emit: Emit | None) -> Outcome:
         now = self.now()
         if emit is not None:
-            emit(self._start(request, thread, self.config.merge, found))
-        # Memories go with the question, not the system prompt, whose evaluation llama.cpp reuses.
+            emit(self._start(request, thread, self.config.merge, found, standing))
+        # Memories go with the question, not the system prompt, whose evaluation llama.cpp reuses;
+        # the profile changes only when a fact does, so it goes at the system prompt's end.
         content = f"{memory_block(found, now.date())}\n\nQuestion: {request.prompt}" if found else request.prompt
-        messages = {name: self.messages(name, content, thread) for name in self.circuits}
+        profile = knowledge.profile_block(request.asker.user, standing, now.date())
+        messages = {name: self.messages(name, content, thread, profile) for name in self.circuits}
         timeouts = {name: self.config.circuits[name].timeout_s for name in self.circuits}
         answers, failed = await fan_out(self.circuits, messages, timeouts, emit)
         outcome = await self._merge(request.prompt, answers, failed, thread)
         outcome.extra["memories"] = [m.as_dict() for m in found]
+        outcome.extra["facts"] = standing
         return outcome
 
     async def _merge(self, prompt: str, answers: dict[str, Completion], failed: dict[str, str], thread: Thread) -> Outcome:
@@ -256,12 +281,13 @@ class Brain:
                 outcome.merge = "concat"
         return outcome
 
-    async def _reflect_identity(self, prompt: str) -> Outcome:
+    async def _reflect_identity(self, request: Request, standing: list[dict]) -> Outcome:
         """The manifest's declaration, then the self circuit's reflection on the question."""
         identity = self.identity.current
-        outcome = Outcome(reply=identity.declaration, route="identity", extra={"identity": {"files": list(identity.files)}})
+        outcome = Outcome(reply=identity.declaration, route="identity", extra={"identity": {"files": list(identity.files)}, "facts": standing})
+        profile = knowledge.profile_block(request.asker.user, standing, self.now().date())
         try:
-            answer = await self.call("self", self.messages("self", prompt))
+            answer = await self.call("self", self.messages("self", request.prompt, profile=profile))
         except Exception as exc:
             outcome.failed["self"] = describe_failure(exc)
             return outcome
@@ -269,6 +295,17 @@ class Brain:
         if answer.text:
             outcome.reply = f"{identity.declaration}\n\n{answer.text}"
         return outcome
+
+    async def _forget(self, request: Request) -> Outcome:
+        """ "Forget that ...": the asker's facts that hold what was named are deleted (undoable),
+        and the reply names each one; the lines stay in memory, the owner's log."""
+        named = knowledge.forget_request(request.prompt) or ""
+        korean = knowledge.is_korean(request.prompt)
+        if not request.asker.may_recall:
+            return Outcome(reply=knowledge.guest_forget_reply(korean), route="forget", extra={"forgotten": []})
+        user = request.asker.user
+        removed = await knowledge.call(self.memory, "forget", user=user, named=named, by=user)
+        return Outcome(reply=knowledge.forget_reply(named, removed, korean), route="forget", extra={"forgotten": removed})
 
     async def _create_project(self, prompt: str, origin: bool) -> Outcome:
         if self.token is None:
@@ -316,6 +353,47 @@ class Brain:
     async def insights(self, authorization: str | None) -> dict:
         users.require_origin(authorization, self.token, "the memory's insights")
         return await memories.insights(self.memory, self.config.retry_after_s)
+
+    # -- facts: the owner sees everyone's, a user with their key their own ----------------
+
+    async def facts_list(
+        self, authorization: str | None, user: str | None, query: str = "", kind: str | None = None, deleted: bool = False, limit: int = 50, offset: int = 0
+    ) -> dict:
+        whose = users.whose_facts(user, authorization, self.token)
+        if kind is not None and kind not in KINDS:
+            raise AskError(422, "invalid_kind", f"kind = {kind!r}: use one of {', '.join(KINDS)}")
+        if limit < 1 or offset < 0:
+            raise AskError(422, "invalid_page", "limit must be 1 or more and offset 0 or more")
+        capped = min(limit, MAX_FACTS_PAGE)
+        page = await knowledge.call(self.memory, "list", whose=whose, query=query, kind=kind, deleted=deleted, limit=capped, offset=offset)
+        if capped < limit:
+            page["note"] = f"limit {limit} is over the most one page holds: {MAX_FACTS_PAGE} shown; page on with offset"
+        return page
+
+    async def fact(self, authorization: str | None, user: str | None, fact_id: str) -> dict:
+        whose = users.whose_facts(user, authorization, self.token)
+        return _found(await knowledge.call(self.memory, "show", whose=whose, fact_id=fact_id), fact_id)
+
+    async def edit_fact(self, authorization: str | None, user: str | None, fact_id: str, changes: dict) -> dict:
+        whose = users.whose_facts(user, authorization, self.token)
+        by = users.ORIGIN_USER if whose is None or users.is_origin(authorization, self.token) else whose
+        return _found(await knowledge.call(self.memory, "edit", whose=whose, fact_id=fact_id, changes=changes, by=by), fact_id)
+
+    async def delete_fact(self, authorization: str | None, user: str | None, fact_id: str) -> dict:
+        whose = users.whose_facts(user, authorization, self.token)
+        by = users.ORIGIN_USER if users.is_origin(authorization, self.token) else whose
+        removed = await knowledge.call(self.memory, "delete", whose=whose, ids=[fact_id], by=by)
+        if not removed:
+            _found(None, fact_id)
+        return {"deleted": removed, "undo": "POST /api/memory/facts/undo (or `echo-server facts undo`) brings it back"}
+
+    async def undo_forget(self, authorization: str | None, user: str | None) -> dict:
+        whose = users.whose_facts(user, authorization, self.token)
+        return {"restored": await knowledge.call(self.memory, "undo", whose=whose)}
+
+    async def import_facts(self, authorization: str | None, body: bytes) -> dict:
+        users.require_origin(authorization, self.token, "importing facts")
+        return await knowledge.call(self.memory, "import", lines=body.split(b"\n"))
 
     async def health(self) -> dict:
         """Each circuit's state (loading, ready, failed with the reason), asked concurrently."""

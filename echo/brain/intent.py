@@ -1,4 +1,5 @@
-"""Which path a prompt takes, in the order the owner designed: identity, create, circuits."""
+"""Which path a prompt takes, in the order the owner designed: identity, create, circuits;
+"forget that ..." before them all, since it names what to forget in any words."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import re
 import unicodedata
 from typing import Literal
 
-Route = Literal["identity", "create_project", "circuits"]
+from echo.brain.knowledge import forget_request
+
+Route = Literal["forget", "identity", "create_project", "circuits"]
 
 # "너는 누구야?", "너 누구야", "넌 누구니", "who are you", questions about 자아 / self.
 _IDENTITY = re.compile(
@@ -27,6 +30,8 @@ _CREATE = re.compile(
 
 def classify(prompt: str) -> Route:
     text = unicodedata.normalize("NFC", prompt)
+    if forget_request(text) is not None:
+        return "forget"
     if _IDENTITY.search(text):
         return "identity"
     if _CREATE.search(text):

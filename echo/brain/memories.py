@@ -31,6 +31,8 @@ class MemorySink(Protocol):
 
     async def status(self) -> dict: ...
 
+    async def facts(self, operation: str, **arguments) -> dict: ...  # echo.memory.facts.FactDesk: {"result": ...} or {"problems": [...]}
+
 
 async def recall(memory: MemorySink, config: RecallConfig, prompt: str, user: str | None, spare: int = 0) -> list[Memory]:
     """The best memories for prompt, best first: user's, or everyone's for None; config.k of

@@ -109,3 +109,27 @@ def require_origin(authorization: str | None, token: str | None, what: str) -> N
         raise AskError(401, "token_required", f"{what} is for Echo's owner only: send 'Authorization: Bearer <token>'")
     if not is_origin(authorization, token):
         raise AskError(403, "origin_only", f"{what} is for Echo's owner only, and this token is not the owner's")
+
+
+def whose_facts(requested: str | None, authorization: str | None, token: str | None) -> str | None:
+    """Whose facts a request may see and change: the owner's token sees everyone's (None) or
+    the requested user's; a user's key only that user's own. Facts about a person are shown to
+    that person and the owner, never to anyone else."""
+    what = "What Echo knows about people"
+    if token is None:
+        raise AskError(
+            403, "privileged_disabled", f"{what} is shown to them and the owner only, and disabled because no origin token is configured: {ENABLE_HINT}"
+        )
+    if is_origin(authorization, token):
+        return requested
+    if requested and is_user(authorization, token, requested):
+        return requested
+    if not authorization:
+        raise AskError(
+            401,
+            "key_required",
+            f"{what} is shown to the person it is about and the owner only: send your user name (user=...) and your key as 'Authorization: Bearer <key>'",
+        )
+    raise AskError(
+        403, "not_yours", "this key is not the owner's, nor the key of the user named: a user sees only their own facts (send user=<your name> with your key)"
+    )

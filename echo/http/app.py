@@ -6,6 +6,7 @@ echo.http.openai, every error body in echo.http.errors."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -17,16 +18,28 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException
 
 from echo.brain.brain import AskError, Brain
-from echo.brain.users import USER_PATTERN
+from echo.brain.users import USER_PATTERN, USER_RULE
 from echo.config import EchoConfig
 from echo.http import errors
 from echo.http.admission import Admission
 from echo.http.bodies import ask_body_limit, read_body
 from echo.http.openai import add_openai_routes
 from echo.http.openapi import body_and_stream, document_errors
+from echo.memory.facts import MAX_TEXT_CHARS
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 CONVERSATION_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"  # an id Echo handed out (URL-safe base64)
+FACT_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+FACTS_IMPORT_LIMIT = 32 * 1024 * 1024  # a JSON Lines file of facts: 30,000 facts are about 10 MB
+
+
+class FactChanges(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    text: str | None = Field(None, min_length=1, max_length=MAX_TEXT_CHARS, description="The fact, corrected.")
+    about: str | None = Field(None, min_length=1, max_length=200, description="Whom it is about.")
+    kind: str | None = Field(None, description="profile, preference, event, plan or other.")
+    date: str | None = Field(None, description="ISO date, e.g. 2023-05-08.")
 
 
 class AskRequest(BaseModel):
@@ -84,6 +97,7 @@ def create_api(get_brain: Callable[[], Brain], limits: EchoConfig | None = None)
             "chat": "/ui/",
             "memory_search": "GET /api/memory/search?q=...",
             "insights": "GET /api/insights",
+            "facts": "GET /api/memory/facts",
             "openai": "/v1/models, /v1/chat/completions",
         }
 
@@ -98,6 +112,49 @@ def create_api(get_brain: Callable[[], Brain], limits: EchoConfig | None = None)
     @api.get("/api/insights", summary="What the memory holds (the owner only)")
     async def insights(request: Request) -> Response:
         return JSONResponse(await get_brain().insights(request.headers.get("authorization")))
+
+    def user_param(user: str | None) -> str | None:
+        if user is not None and not re.match(USER_PATTERN, user):
+            raise AskError(422, "invalid_user", f"user = {user!r}: {USER_RULE}")
+        return user
+
+    def fact_id_param(fact_id: str) -> str:
+        if not re.match(FACT_ID_PATTERN, fact_id):
+            raise AskError(404, "no_such_fact", f"{fact_id!r} is not a fact id (ids look like f3a9c1...): list facts with GET /api/memory/facts")
+        return fact_id
+
+    @api.get("/api/memory/facts", summary="What Echo knows: the owner sees everyone's facts, a user with their key their own")
+    async def facts_list(
+        request: Request, user: str | None = None, q: str = "", kind: str | None = None, deleted: bool = False, limit: int = 50, offset: int = 0
+    ) -> Response:
+        brain = get_brain()
+        return JSONResponse(await brain.facts_list(request.headers.get("authorization"), user_param(user), q, kind, deleted, limit, offset))
+
+    @api.post("/api/memory/facts/import", summary="Import facts from JSON Lines (the owner only): all of the file or nothing")
+    async def facts_import(request: Request) -> Response:
+        body = await read_body(request, FACTS_IMPORT_LIMIT)
+        if body is None:
+            return errors.error(413, "body_too_large", f"over {FACTS_IMPORT_LIMIT} bytes of facts: split the file and import each piece")
+        return JSONResponse(await get_brain().import_facts(request.headers.get("authorization"), body))
+
+    @api.post("/api/memory/facts/undo", summary="Bring back the facts forgotten last (within the undo window)")
+    async def facts_undo(request: Request, user: str | None = None) -> Response:
+        return JSONResponse(await get_brain().undo_forget(request.headers.get("authorization"), user_param(user)))
+
+    @api.get("/api/memory/facts/{fact_id}", summary="One fact, with the lines it cites")
+    async def fact_show(request: Request, fact_id: str, user: str | None = None) -> Response:
+        return JSONResponse(await get_brain().fact(request.headers.get("authorization"), user_param(user), fact_id_param(fact_id)))
+
+    @api.patch("/api/memory/facts/{fact_id}", summary="Correct a fact: its text, about, kind or date")
+    async def fact_edit(request: Request, fact_id: str, changes: FactChanges, user: str | None = None) -> Response:
+        fields = changes.model_dump(exclude_none=True)
+        if not fields:
+            raise AskError(422, "nothing_to_change", 'send what to change, e.g. {"text": "Lives in Busan"}')
+        return JSONResponse(await get_brain().edit_fact(request.headers.get("authorization"), user_param(user), fact_id_param(fact_id), fields))
+
+    @api.delete("/api/memory/facts/{fact_id}", summary="Forget a fact (undoable for a while); the lines stay in memory")
+    async def fact_delete(request: Request, fact_id: str, user: str | None = None) -> Response:
+        return JSONResponse(await get_brain().delete_fact(request.headers.get("authorization"), user_param(user), fact_id_param(fact_id)))
 
     @api.post("/api/ask", summary="Ask Echo", openapi_extra=body_and_stream(AskRequest.model_json_schema(), "The reply, or with stream: server-sent events"))
     async def ask(request: Request) -> Response:

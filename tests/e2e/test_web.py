@@ -148,3 +148,46 @@ def test_the_page_keeps_a_conversation_across_messages_and_the_button_starts_a_n
     third = send("처음 뵙겠습니다")
     assert third and third != first
     screenshot(browser, "conversation.png")
+
+
+def test_the_page_shows_the_facts_an_answer_used_and_what_echo_knows_with_a_delete_per_fact(echo, browser):
+    import json
+
+    import httpx
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    from echo.brain.users import user_key
+
+    memory_ready(echo)
+    text = "Minji keeps a sourdough starter named Bubbles"
+    line = json.dumps({"user": "minji", "text": text, "kind": "profile", "cites": [{"path": GUEST_FACT[0], "line_start": 1, "line_end": 2}]})
+    done = httpx.post(f"{echo.url}/api/memory/facts/import", content=line, headers={"Authorization": f"Bearer {echo.token}"}, timeout=30)
+    assert done.status_code == 200, done.text
+    browser.get(f"{echo.url}/ui/")
+    browser.execute_script("sessionStorage.clear()")
+    browser.refresh()
+    browser.find_element(By.ID, "user").send_keys("minji")
+    browser.find_element(By.ID, "token").send_keys(user_key(echo.token, "minji"))
+    browser.find_element(By.ID, "prompt").send_keys("What should I bake this weekend?", Keys.ENTER)
+    exchange = wait(browser, lambda: (e := browser.find_elements(By.CSS_SELECTOR, "#log .exchange")) and e[0])
+    wait(browser, lambda: exchange.find_element(By.CSS_SELECTOR, ".status").text == "" and exchange.find_element(By.CSS_SELECTOR, ".reply").text)
+    exchange.find_element(By.CSS_SELECTOR, "details.facts summary").click()
+    used = [li.text for li in exchange.find_elements(By.CSS_SELECTOR, "details.facts li")]
+    assert any(text in u and "about you" in u for u in used), used
+
+    fact_id = done.json()["ids"][0]
+    browser.find_element(By.ID, "show-facts").click()
+
+    def shown() -> list[str]:  # read in one go: the list is drawn anew on every load
+        return browser.execute_script("return [...document.querySelectorAll('#facts-list li.fact')].map((li) => li.textContent)")
+
+    wait(browser, lambda: any(text in t for t in shown()), timeout=30)
+    assert all("/minji/" in t for t in shown())  # hers only
+    screenshot(browser, "facts.png")
+    browser.find_element(By.CSS_SELECTOR, f'#facts-list li.fact[data-id="{fact_id}"] button.delete').click()
+    wait(browser, lambda: not any(text in t for t in shown()), timeout=30)
+    listed = httpx.get(f"{echo.url}/api/memory/facts", params={"user": "minji"}, headers={"Authorization": f"Bearer {echo.token}"}, timeout=30).json()
+    assert text not in {f["text"] for f in listed["facts"]}
+    browser.find_element(By.ID, "facts-undo").click()  # a delete misclicked costs nothing
+    wait(browser, lambda: any(text in t for t in shown()), timeout=30)

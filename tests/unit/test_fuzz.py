@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from schemathesis import checks
 
 from echo.http.app import create_api
+from echo.memory.facts import FactDesk, FactStore
 from tests.fakes import FakeCircuit, FakeMemory, make_brain
 
 TOKEN = "fuzz-token-0123456789"
@@ -30,7 +31,13 @@ AUTH = {"owner": f"Bearer {TOKEN}", "wrong": f"Bearer {TOKEN[:-1]}X", "none": No
 
 def build_app(tmp: Path):
     circuits = {n: FakeCircuit(n) for n in ("emotion", "self")} | {"creation": FakeCircuit("creation", text=PROJECT)}
-    brain = make_brain(tmp, token=TOKEN, circuits=circuits, memory=FakeMemory(insight={"days": 0, "turns": 0}), max_prompt_chars=2000)
+    memory = tmp / "memory" / "day0101" / "minji"
+    memory.mkdir(parents=True)
+    (memory / "part1.txt").write_text("나의 말:\n모카는 고양이야\n에코의 말:\n귀엽네요\n", encoding="utf-8")
+    desk = FactDesk(FactStore(tmp / "facts"), tmp / "memory", "UTC")  # the real facts code, fuzzed through the API
+    desk.import_lines(['{"user": "minji", "text": "Has a cat named Moka", "cites": [{"path": "day0101/minji/part1.txt", "line_start": 1, "line_end": 2}]}'])
+    memory = FakeMemory(insight={"days": 0, "turns": 0}, desk=desk)
+    brain = make_brain(tmp, token=TOKEN, circuits=circuits, memory=memory, max_prompt_chars=2000)
     return create_api(lambda: brain)
 
 
@@ -57,6 +64,12 @@ def test_the_schema_documents_every_route_with_echos_error_shape():
         ("POST", "/api/ask"),
         ("GET", "/v1/models"),
         ("POST", "/v1/chat/completions"),
+        ("GET", "/api/memory/facts"),
+        ("POST", "/api/memory/facts/import"),
+        ("POST", "/api/memory/facts/undo"),
+        ("GET", "/api/memory/facts/{fact_id}"),
+        ("PATCH", "/api/memory/facts/{fact_id}"),
+        ("DELETE", "/api/memory/facts/{fact_id}"),
     }
     for path, item in documented["paths"].items():
         for operation in item.values():
