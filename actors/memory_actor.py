@@ -134,13 +134,21 @@ class MemoryActor:
         try:
             self.replay_state = {**self.replay_state, "state": "replaying" if first else "updating"}
             insight = replay_with_ray_data(
-                c.memory_dir, c.index_dir, markers=c.markers, resources=home_resources(), settle_s=SETTLE_S, whole=dict(self._whole), on_read=_measure_lag
+                c.memory_dir,
+                c.index_dir,
+                markers=c.markers,
+                resources=home_resources(),
+                settle_s=SETTLE_S,
+                whole=dict(self._whole),
+                on_read=_measure_lag,
+                facts=self.fact_desk.summary(),
             )
             if self.search_engine is None:
                 self.search_engine = MemorySearch(c.index_dir, self.embedder, c.timezone, facts=self.fact_store, memory_dir=c.memory_dir)
             else:
                 self.search_engine.refresh()
             self.fact_desk.parts_changed()  # a fact whose lines changed is stale from now on
+            self._measure_facts()
             if first:
                 self.boot_replay = insight["last_replay"]
             self.replay_state = {

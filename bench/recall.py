@@ -26,6 +26,7 @@ import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -46,6 +47,7 @@ from echo.memory.parsing import OLD_ASSISTANT_MARKER, USER_MARKER, marker_of  # 
 REALMEM = REPO.parent / "shared" / "devsets" / "realmem"
 CATEGORIES = {"Dynamic Incremental": "incremental", "Implicit Preference": "preference", "Dynamic Updating": "updating", "Temporal-reasoning": "temporal"}
 KS = (5, 10)
+FACT_KINDS = {"Static": "profile", "Dynamic": "event", "Schedule": "plan"}  # RealMem's memory types as fact kinds
 
 
 @dataclass
@@ -68,6 +70,7 @@ class Persona:
     order_of_session: dict[str, int] = field(default_factory=dict)
     queries: list[Query] = field(default_factory=list)
     turns: list[tuple[int, str, int, str]] = field(default_factory=list)  # (session, uuid, turn number, text), for the baseline
+    facts: list[dict] = field(default_factory=list)  # the sessions' extracted_memory, as `facts import` lines
 
 
 def _is_true(value) -> bool:
@@ -104,8 +107,10 @@ def write_persona(source: Path, work: Path) -> Persona:
         persona.order_of_session[uuid] = number
         lines: list[str] = []
         turns = session["dialogue_turns"]
+        starts = []
         for i, turn in enumerate(turns):
             persona.turn_at[(relative, len(lines) + 1)] = (uuid, i)
+            starts.append(len(lines) + 1)
             lines += [USER_MARKER if turn["speaker"] == "User" else OLD_ASSISTANT_MARKER, *_body(turn["content"])]
             persona.turns.append((number, uuid, i, turn["content"]))
             if _is_true(turn.get("is_query")) and turn.get("category_name") in CATEGORIES:
@@ -114,6 +119,19 @@ def write_persona(source: Path, work: Path) -> Persona:
                 used = answer.get("memory_used") or []
                 evidence = {(m["session_uuid"], source[key]) for m in used if (key := (m["session_uuid"], json.dumps(m["content"]))) in source}
                 persona.queries.append(Query(turn["content"], CATEGORIES[turn["category_name"]], number, start, gold, evidence))
+        for memory in session.get("extracted_memory") or []:
+            turn = source.get((uuid, json.dumps(memory["content"])))
+            if turn is not None and memory["content"].strip():  # a fact cites the turn it was drawn from
+                end = starts[turn + 1] - 1 if turn + 1 < len(starts) else len(lines)
+                persona.facts.append(
+                    {
+                        "user": "origin",
+                        "text": memory["content"],
+                        "date": when.isoformat(),
+                        "kind": FACT_KINDS.get(memory.get("type"), "other") if "prefer" not in memory["content"].lower() else "preference",
+                        "cites": [{"path": relative, "line_start": starts[turn], "line_end": end}],
+                    }
+                )
         path = persona.memory / relative
         data = ("\n".join(lines) + "\n").encode("utf-8")
         if not path.is_file() or path.read_bytes() != data:
@@ -228,12 +246,20 @@ def prepare(args) -> list[Persona]:
         sources = [s for s in sources if s.name.removesuffix("_dialogues_256k.json") in wanted]
     if not sources:
         raise SystemExit(f"no RealMem personas in {args.realmem} (fix: --realmem DIR, the folder with *_dialogues_256k.json)")
+    from echo.memory.facts import FactStore, import_facts
+
     embedder = None if args.lexical_only else CachedQueries(E5Embedder(args.threads), Path(args.workdir))
     personas = []
     for source in sources:
         persona = write_persona(source, Path(args.workdir))
         replay(persona.memory, persona.index)
-        persona.search = MemorySearch(persona.index, embedder, "UTC")
+        store = None
+        if args.facts:  # the data set's own memories, imported as Echo imports any: an oracle distiller
+            store = FactStore(persona.memory.with_name("facts"))
+            report = import_facts(store, (json.dumps(f, ensure_ascii=False) for f in persona.facts), persona.memory, "UTC")
+            if report.added:
+                print(f"{persona.name}: {len(report.added)} facts imported", file=sys.stderr, flush=True)
+        persona.search = MemorySearch(persona.index, embedder, "UTC", facts=store, memory_dir=persona.memory)
         todo = len(persona.search.vectors.missing(persona.search.turns["hash"])) if embedder else 0
         if todo:
             print(f"embedding {todo} turns of {persona.name} (cached in {persona.index} for the next run)", file=sys.stderr, flush=True)
@@ -302,6 +328,9 @@ def speed(args) -> None:
         if _is_true(t.get("is_query"))
     ]
     asked = [e["query"] for e in devset] + realmem[::10]
+    if args.facts:
+        speed_with_facts(args, search, memory, asked, lines)
+        return
     for mode in ("lexical", "hybrid"):
         for q in asked[:10]:
             search.search(q, 10, mode=mode)  # warm the caches
@@ -321,6 +350,89 @@ def speed(args) -> None:
         )
 
 
+def synthetic_facts(search, count: int) -> list[str]:
+    """count facts as `facts import` lines, each citing one turn of the memory (spread evenly),
+    worded from that turn's start: facts whose words and vectors look like real ones."""
+    table = search.table
+    step = max(1, table.num_rows // count)
+    rows = table.take(list(range(0, table.num_rows, step))[:count]).select(["user", "path", "line_start", "line_end", "text"]).to_pylist()
+    return [
+        json.dumps(
+            {
+                "user": t["user"],
+                "text": f"{t['user']} said: {' '.join(t['text'].split())[:160]}",
+                "kind": ("profile", "preference", "event", "plan")[n % 4],
+                "cites": [{"path": t["path"], "line_start": t["line_start"], "line_end": t["line_end"]}],
+            },
+            ensure_ascii=False,
+        )
+        for n, t in enumerate(rows)
+    ]
+
+
+def speed_with_facts(args, plain, memory: Path, asked: list[str], lines: int) -> None:
+    """Hybrid search at 300,000 lines with 30,000 facts against the same search without them,
+    the two taken in turn per query in one run."""
+    from echo.memory.facts import FactStore, import_facts
+    from echo.memory.search import MemorySearch, Stages
+
+    folder = Path(args.workdir) / "speed" / "facts"
+    shutil.rmtree(folder, ignore_errors=True)
+    store = FactStore(folder)
+    started = time.perf_counter()
+    report = import_facts(store, synthetic_facts(plain, args.speed_facts), memory, "UTC")
+    imported = time.perf_counter() - started
+    search = MemorySearch(plain.index_dir, plain.embedder, "UTC", facts=store, memory_dir=memory)
+    started = time.perf_counter()
+    search.fact_view()
+    built = time.perf_counter() - started
+    search.embed_pending(batch=4096, chunk=65536, facts_only=True)
+    print(f"facts: {len(report.added)} imported in {imported:.1f} s through `facts import`; their index built in {built:.1f} s", flush=True)
+    times: dict[str, list[float]] = {"without": [], "with": []}
+    for q in asked[:10]:
+        search.search(q, 10, mode="hybrid")
+    for q in asked:
+        for label, stages in (("without", Stages(facts=0)), ("with", Stages())):
+            search.stages = stages
+            started = time.perf_counter()
+            search.search(q, 10, mode="hybrid")
+            times[label].append((time.perf_counter() - started) * 1000)
+    p95 = {label: percentile(t, 95) for label, t in times.items()}
+    for label in times:
+        print(
+            f"search_speed hybrid {label} facts: p50 {percentile(times[label], 50):.1f} ms, p95 {p95[label]:.1f} ms over {len(asked)} queries at {lines} lines",
+            flush=True,
+        )
+    print(
+        f"search_speed facts: hybrid p95 with {len(report.added)} facts is {p95['with'] / p95['without']:.2f}x the same search without them (target <= 1.2x)",
+        flush=True,
+    )
+
+
+def profile_tokens(personas: list[Persona]) -> None:
+    """What the profile adds to a system prompt, in SmolLM2's own tokens, at the default budget."""
+    from llama_cpp import Llama
+
+    from echo.brain.knowledge import profile_block
+    from echo.config import load_config
+    from echo.llm.models import embedded_model_path
+    from echo.memory.facts import FactDesk
+
+    budget = load_config().facts.profile_budget_tokens
+    vocab = Llama(model_path=str(embedded_model_path()), vocab_only=True, verbose=False)
+    added, estimated = [], []
+    for persona in personas:
+        profile = FactDesk(persona.search.facts, persona.memory, "UTC").profile("origin", budget)
+        block = "\n\n" + profile_block("origin", profile["facts"], date.today())
+        added.append(len(vocab.tokenize(block.encode("utf-8"), add_bos=False)))
+        estimated.append(profile["tokens"])
+    print(
+        f"profile: adds {min(added)}-{max(added)} tokens (SmolLM2's tokenizer; Echo's estimate of the facts alone {min(estimated)}-{max(estimated)}) "
+        f"to each circuit's system prompt over {len(personas)} personas, budget {budget} (facts.profile_budget_tokens)",
+        flush=True,
+    )
+
+
 def main() -> int:
     from echo.memory.search import Stages
 
@@ -333,6 +445,10 @@ def main() -> int:
     parser.add_argument("--skip-realmem", action="store_true", help="only the speed lines")
     parser.add_argument("--lexical-only", action="store_true", help="no embedding: the baseline and the lexical lines only")
     parser.add_argument("--speed-parts", type=int, default=760, help="parts (395 lines each) in the memory searched for speed")
+    parser.add_argument("--speed-facts", type=int, default=30_000, help="facts in the memory searched for speed (with --facts)")
+    parser.add_argument(
+        "--facts", action="store_true", help="import each session's extracted_memory as facts (an oracle distiller) and print the runs with and without them"
+    )
     args = parser.parse_args()
     if args.skip_realmem:
         speed(args)
@@ -358,14 +474,24 @@ def main() -> int:
         ("after: lexical", "lexical", Stages()),
         ("after: hybrid (default: + the latest sessions found first)", "hybrid", Stages()),
     ]
+    if args.facts:  # the same search without and with the facts, each the other's floor
+        lines = [
+            ("without facts: lexical", "lexical", Stages(facts=0)),
+            ("without facts: hybrid", "hybrid", Stages(facts=0)),
+            ("with facts: lexical", "lexical", Stages()),
+            ("with facts: hybrid (default)", "hybrid", Stages()),
+        ]
     for label, mode, stages in lines:
         if mode == "lexical" or not args.lexical_only:
             print(line(label, score(personas, echo_turns(mode, stages)), queries), flush=True)
+    if args.facts:
+        profile_tokens(personas)
     print(f"realmem took {time.perf_counter() - started:.0f} s", file=sys.stderr)
     if not args.skip_speed:
         # In a process of its own: e5's OpenMP runtime keeps the threads it first loaded with
         # (RealMem's --threads), and the MemoryActor searches with one.
         again = ["--skip-realmem", "--realmem", args.realmem, "--workdir", args.workdir, "--speed-parts", str(args.speed_parts)]
+        again += ["--facts", "--speed-facts", str(args.speed_facts)] if args.facts else []
         return subprocess.run([sys.executable, __file__, *again], check=False).returncode
     return 0
 

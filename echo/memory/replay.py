@@ -260,6 +260,7 @@ def replay(
     settle_s: float = 0.0,
     whole: Mapping[str, tuple[int, int]] | None = None,
     on_read: Callable[[list[PartFile]], object] | None = None,
+    facts: Mapping | None = None,
 ) -> dict:
     """Bring index_dir up to date with memory_dir; returns the insight (also in insight.json).
 
@@ -269,7 +270,7 @@ def replay(
     later replay and listed under "pending" (with "settles_in_s"), so nothing is read
     half-written; whole maps the paths of parts known to be complete (Echo's own saves) to
     their (size, mtime_ns): those need no waiting. on_read is told which parts were read
-    once they are searchable.
+    once they are searchable. facts: what is known of the people in it (echo.memory.facts.summary), kept in the insight.
     """
     started = time.perf_counter()
     index_dir.mkdir(parents=True, exist_ok=True)
@@ -322,6 +323,8 @@ def replay(
         os.replace(temporary, final)
     lines_read = sum(n - max(start - 1, 0) for n, start in zip(read.column("lines").to_pylist(), read.column("resumed_from").to_pylist()))
     seconds = time.perf_counter() - started
+    if facts is not None:
+        insight["facts"] = dict(facts)
     insight["pending"] = pending
     insight["settles_in_s"] = round(max((p.mtime_ns - settled_before) / 1e9 for p in waiting), 3) if waiting else 0.0
     insight["last_replay"] = {

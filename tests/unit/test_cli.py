@@ -152,3 +152,36 @@ def test_ask_streams_the_reply_in_the_answers_order_and_keeps_the_conversation(t
         assert "conversation" not in seen[0] and seen[1]["conversation"] == "conv-1" and "conversation" not in seen[2]
     finally:
         server.shutdown()
+
+
+def test_facts_from_the_shell_import_list_show_search_delete_undo(tmp_path):
+    memory = tmp_path / "mem"
+    write(memory, "day0902/origin/part1.txt", TRIP)
+    file = tmp_path / "facts.jsonl"
+    good = {
+        "user": "origin",
+        "text": "The owner travelled to Portugal in spring",
+        "kind": "event",
+        "cites": [{"path": "day0902/origin/part1.txt", "line_start": 1, "line_end": 1}],
+    }
+    bad = {**good, "cites": [{"path": "day0902/origin/part1.txt", "line_start": 9, "line_end": 9}]}
+    file.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n", encoding="utf-8")
+    runner = CliRunner()
+    refused = runner.invoke(main, ["facts", "import", "--memory", str(memory), str(file)])
+    assert refused.exit_code == 1 and "line 2: cite 1" in refused.output and "nothing imported" in refused.output
+    file.write_text(json.dumps(good) + "\n", encoding="utf-8")
+    done = runner.invoke(main, ["facts", "import", "--memory", str(memory), str(file)])
+    assert done.exit_code == 0 and "1 facts added" in done.output, done.output
+    assert (tmp_path / "mem_facts" / "facts.jsonl").is_file() and (tmp_path / "mem_backup" / "facts" / "facts.jsonl").is_file()
+    listed = json.loads(runner.invoke(main, ["facts", "list", "--memory", str(memory), "--json"]).stdout)
+    assert [f["text"] for f in listed] == [good["text"]]
+    shown = runner.invoke(main, ["facts", "show", "--memory", str(memory), listed[0]["id"]])
+    assert "day0902/origin/part1.txt:1  나의 말: I flew to Lisbon" in shown.output
+    found = json.loads(runner.invoke(main, ["search", "--memory", str(memory), "--mode", "lexical", "--json", "Portugal"]).stdout)
+    assert found[0]["path"] == "day0902/origin/part1.txt" and found[0]["fact"]["text"] == good["text"]  # the fact's word found its line
+    gone = runner.invoke(main, ["facts", "delete", "--memory", str(memory), listed[0]["id"]])
+    assert gone.exit_code == 0 and "forgotten" in gone.output
+    assert json.loads(runner.invoke(main, ["facts", "list", "--memory", str(memory), "--json"]).stdout) == []
+    back = runner.invoke(main, ["facts", "undo", "--memory", str(memory)])
+    assert back.exit_code == 0 and good["text"] in back.output
+    assert runner.invoke(main, ["facts", "undo", "--memory", str(memory)]).exit_code == 1  # nothing left to undo, and it says so
