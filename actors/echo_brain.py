@@ -19,7 +19,7 @@ from echo.brain.brain import Brain
 from echo.brain.identity import IdentitySource
 from echo.config import EchoConfig
 from echo.http.app import create_api
-from echo.llm.engine import Completion, Messages
+from echo.llm.completion import Completion, Messages
 
 log = logging.getLogger("ray.serve")
 

@@ -15,7 +15,8 @@ from ray import serve
 
 from actors import metrics
 from echo.config import CircuitConfig
-from echo.llm.engine import Completion, Messages, load_engine
+from echo.llm.completion import Completion, Messages
+from echo.llm.engine import load_engine
 from echo.llm.models import resolve_model_path
 
 log = logging.getLogger("ray.serve")

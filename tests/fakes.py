@@ -9,7 +9,7 @@ from pathlib import Path
 from echo.brain.brain import Brain
 from echo.brain.identity import IdentitySource
 from echo.config import parse_config
-from echo.llm.engine import Completion
+from echo.llm.completion import Completion
 from echo.memory.conversation import Exchange
 
 

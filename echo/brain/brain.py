@@ -29,7 +29,7 @@ from echo.brain.merge import CONCAT_ORDER, concat, synthesis_messages
 from echo.brain.projects import PROJECT_INSTRUCTIONS, PROJECT_SCHEMA, ProjectError, parse_project, write_project
 from echo.brain.users import Asker
 from echo.config import EchoConfig
-from echo.llm.engine import Completion, KVCacheFullError, Messages
+from echo.llm.completion import Completion, KVCacheFullError, Messages
 from echo.memory.facts import KINDS
 from echo.memory.search import Memory, memory_block
 

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from echo.brain.errors import describe_failure
 from echo.brain.memories import MemorySink
 from echo.config import ConversationConfig
-from echo.llm.engine import Messages
+from echo.llm.completion import Messages
 from echo.memory.conversation import Exchange, conversation_key, new_conversation_id
 from echo.memory.dates import said_at
 from echo.memory.search import Memory, estimate_tokens

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Protocol
 
 from echo.brain.errors import describe_failure
-from echo.llm.engine import Completion, Messages
+from echo.llm.completion import Completion, Messages
 
 Emit = Callable[[dict], None]  # receives the fan-out's events as they happen
 EMPTY = "answered with empty text"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from echo.llm.engine import Completion, Messages
+from echo.llm.completion import Completion, Messages
 
 CONCAT_ORDER = ("self", "emotion", "creation")
 

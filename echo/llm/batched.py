@@ -30,7 +30,7 @@ from llama_cpp import _internals
 
 from echo.config import CircuitConfig
 from echo.llm import chat
-from echo.llm.engine import Completion, KVCacheFullError, Messages, OnToken, Rate
+from echo.llm.completion import Completion, KVCacheFullError, Messages, OnToken, Rate
 from echo.llm.slots import Slot, pick_slot
 from echo.llm.text import TextStream
 

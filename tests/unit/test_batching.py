@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from echo.llm.engine import KVCacheFullError
+from echo.llm.completion import KVCacheFullError
 from echo.llm.slots import Slot, common_prefix, pick_slot
 from echo.llm.text import TextStream
 from tests.fakes import CIRCUITS, FakeCircuit

@@ -11,7 +11,7 @@ import pytest
 
 from echo.config import DEFAULT_CONFIG, load_config
 from echo.llm.batched import LlamaEngine
-from echo.llm.engine import KVCacheFullError
+from echo.llm.completion import KVCacheFullError
 from echo.llm.models import check_models
 
 COLORS = [{"role": "user", "content": "Name three colors."}]
