@@ -42,6 +42,7 @@ import numpy as np  # noqa: E402
 
 from bench.common import percentile  # noqa: E402
 from echo.memory.dense import query_text  # noqa: E402
+from echo.memory.facts import MAX_TEXT_CHARS  # noqa: E402
 from echo.memory.parsing import OLD_ASSISTANT_MARKER, USER_MARKER, marker_of  # noqa: E402
 
 REALMEM = REPO.parent / "shared" / "devsets" / "realmem"
@@ -121,14 +122,17 @@ def write_persona(source: Path, work: Path) -> Persona:
                 persona.queries.append(Query(turn["content"], CATEGORIES[turn["category_name"]], number, start, gold, evidence))
         for memory in session.get("extracted_memory") or []:
             turn = source.get((uuid, json.dumps(memory["content"])))
-            if turn is not None and memory["content"].strip():  # a fact cites the turn it was drawn from
+            text = memory["content"] if isinstance(memory["content"], str) else json.dumps(memory["content"], ensure_ascii=False)  # a few are records
+            if len(text) > MAX_TEXT_CHARS:
+                text = text[: MAX_TEXT_CHARS - 1] + "…"
+            if turn is not None and text.strip():  # a fact cites the turn it was drawn from
                 end = starts[turn + 1] - 1 if turn + 1 < len(starts) else len(lines)
                 persona.facts.append(
                     {
                         "user": "origin",
-                        "text": memory["content"],
+                        "text": text,
                         "date": when.isoformat(),
-                        "kind": FACT_KINDS.get(memory.get("type"), "other") if "prefer" not in memory["content"].lower() else "preference",
+                        "kind": FACT_KINDS.get(memory.get("type"), "other") if "prefer" not in text.lower() else "preference",
                         "cites": [{"path": relative, "line_start": starts[turn], "line_end": end}],
                     }
                 )
