@@ -16,15 +16,25 @@ def chat_body_limit(config: EchoConfig) -> int:
     return max(ask_body_limit(config), 16 * max(c.n_ctx for c in config.circuits.values()))
 
 
+# An over-limit body is still read, and thrown away, up to this many bytes before the 413 goes
+# out: a server that answers and closes while the client is still sending resets the
+# connection, and the client never reads why (Serve's own proxy did so for 30 MB bodies).
+DRAIN_BYTES = 256 * 1024 * 1024
+
+
 async def read_body(request: Request, limit: int) -> bytes | None:
-    """The request body, or None as soon as it is over limit bytes (by its Content-Length,
-    else counted as it arrives)."""
+    """The request body, or None once it is over limit bytes (by its Content-Length, else
+    counted as it arrives); an over-limit body is drained, never kept, up to DRAIN_BYTES."""
     declared = request.headers.get("content-length", "")
-    if declared.isdecimal() and int(declared) > limit:
-        return None
     body = bytearray()
+    seen, over = 0, declared.isdecimal() and int(declared) > limit
     async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)
+        seen += len(chunk)
+        if not over:
+            body += chunk
+            over = len(body) > limit
+            if over:
+                body = bytearray()
+        if over and seen > DRAIN_BYTES:
+            break
+    return None if over else bytes(body)
