@@ -17,7 +17,7 @@ RRF_K = 60
 UNKNOWN_DAY = -1  # a part whose folder names no real day: no time bound keeps it
 
 
-def fuse(rankings: Sequence[tuple[float, Sequence[int]] | tuple[float, Sequence[int], np.ndarray]], size: int) -> np.ndarray:
+def fuse(rankings: Sequence[tuple[float, Sequence[int]] | tuple[float, Sequence[int], np.ndarray]], size: int, k: int = RRF_K) -> np.ndarray:
     """Reciprocal rank fusion: each item scores the sum of weight / (60 + rank) over the
     rankings it appears in (rank from 1), so no ranking's score scale has to be tuned.
 
@@ -28,7 +28,7 @@ def fuse(rankings: Sequence[tuple[float, Sequence[int]] | tuple[float, Sequence[
     scores, unseen, total = np.zeros(size), None, 0.0
     for weight, ranking, *sees in rankings:
         if len(ranking):
-            scores[np.asarray(ranking, dtype=np.int64)] += weight / (RRF_K + 1 + np.arange(len(ranking)))
+            scores[np.asarray(ranking, dtype=np.int64)] += weight / (k + 1 + np.arange(len(ranking)))
         if sees:
             unseen = (0.0 if unseen is None else unseen) + weight * ~sees[0]
         total += weight

@@ -349,3 +349,15 @@ def test_the_owner_imports_over_http_whole_or_not_at_all(knowing):
     done = client.post("/api/memory/facts/import", content=f"{good}\n\n{good}\n", headers=OWNER).json()
     assert done["added"] == 1 and len(store.live()) == 5
     assert client.post("/api/memory/facts/import", content=good, headers=OWNER).json()["added"] == 0
+
+
+def test_a_fact_is_found_by_its_meaning_and_embedded_before_the_turns(home, tmp_path):
+    from echo.memory.dense import E5Embedder
+
+    memory, store = home
+    import_facts(store, [fact("Minji wants replies that are brief and to the point", start=5, end=6, kind="preference")], memory, "UTC")
+    replay(memory, tmp_path / "index")
+    search = MemorySearch(tmp_path / "index", E5Embedder(threads=1), "UTC", facts=store, memory_dir=memory)
+    assert search.embed_pending(facts_only=True) == 1 and search.embedded() == 0  # the fact first, the turns later
+    found = search.search("how does she like to be answered", 3, user="minji", mode="dense")
+    assert found[0].fact is not None and (found[0].path, found[0].line_start) == ("day0508/minji/part1.txt", 5)
