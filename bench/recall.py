@@ -1,7 +1,7 @@
 """Recall on real long conversations: RealMem session recall@5 and @10, and search speed at 300,000 lines.
 
     .venv/bin/python bench/recall.py [--realmem ../shared/devsets/realmem] [--workdir /tmp/echo-recall]
-        [--personas NAME,...] [--speed-parts 760] [--skip-speed]
+        [--personas NAME,...] [--speed-parts 760] [--skip-speed] [--facts [--speed-facts 30000]]
 
 RealMem (Apache-2.0, read from the shared dev set folder, never copied into the project): 10
 personas, each a list of user–assistant sessions with queries asked mid-conversation and the
@@ -17,6 +17,14 @@ the true order, so such a session takes the date of the one before it.
 
 Then the speed lines: a 300,000-line memory (bench/memory_gen.py) replayed and searched with every
 stage on: p95 per mode, whether the recall timeout (3 s) was ever reached, and indexing lines/s.
+
+With --facts, each session's own extracted_memory (the data set authors' memories, each with its
+source_turn) is imported through Echo's `facts import` as facts citing that turn's lines: an
+oracle distiller, to measure the facts layer apart from the model that would write them. The
+RealMem lines are then the same search without and with the facts; the profile line gives what
+the standing facts add to a system prompt in SmolLM2's tokens; and the speed lines are hybrid
+search at 300,000 lines with 30,000 facts (worded from the turns they cite) against the same
+search without them, taken in turn per query.
 """
 
 from __future__ import annotations
