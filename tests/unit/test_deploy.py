@@ -77,6 +77,8 @@ def make_tree(root):
         "NOTES.md": "dev notes\n",
         "memory/day0101/origin/part1.txt": "나의 말:\n비밀\n",
         "memory_backup/day0101/origin/part1.txt": "나의 말:\n비밀\n",
+        "memory_facts/facts.jsonl": '{"text": "비밀 fact"}\n',
+        "memory/facts.jsonl": '{"text": "비밀 fact"}\n',
         "origin/projects/p/README.md": "x",
     }
     for name, text in files.items():
@@ -90,6 +92,7 @@ def test_the_package_holds_the_application_and_nothing_private(tmp_path):
     names = package_files(tmp_path / "tree")
     assert names == ["README.md", "configs/a40.yaml", "echo/app.py", "manifest/00_echo.txt", "memory/", "runpod_launcher.sh", "serve_app.py"]
     assert "memory/day0101/origin/part1.txt" in package_files(tmp_path / "tree", with_memory=True)
+    assert not any("facts" in n for n in package_files(tmp_path / "tree", with_memory=True))  # what Echo knows never travels
     packed = build_package(tmp_path / "tree", tmp_path / "echo.zip")
     with zipfile.ZipFile(packed.path) as archive:
         launcher = archive.getinfo("echo/runpod_launcher.sh")
