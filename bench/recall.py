@@ -425,21 +425,20 @@ def profile_tokens(personas: list[Persona]) -> None:
     """What the profile adds to a system prompt, in SmolLM2's own tokens, at the default budget."""
     from llama_cpp import Llama
 
-    from echo.brain.knowledge import profile_block
     from echo.config import load_config
     from echo.llm.models import embedded_model_path
-    from echo.memory.facts import FactDesk
+    from echo.memory.facts import FactDesk, profile_text
 
     budget = load_config().facts.profile_budget_tokens
     vocab = Llama(model_path=str(embedded_model_path()), vocab_only=True, verbose=False)
     added, estimated = [], []
     for persona in personas:
         profile = FactDesk(persona.search.facts, persona.memory, "UTC").profile("origin", budget)
-        block = "\n\n" + profile_block("origin", profile["facts"], date.today())
+        block = "\n\n" + profile_text("origin", profile["facts"])
         added.append(len(vocab.tokenize(block.encode("utf-8"), add_bos=False)))
         estimated.append(profile["tokens"])
     print(
-        f"profile: adds {min(added)}-{max(added)} tokens (SmolLM2's tokenizer; Echo's estimate of the facts alone {min(estimated)}-{max(estimated)}) "
+        f"profile: adds {min(added)}-{max(added)} tokens (SmolLM2's tokenizer; Echo's own count of the heading and lines, which never falls short, {min(estimated)}-{max(estimated)}) "
         f"to each circuit's system prompt over {len(personas)} personas, budget {budget} (facts.profile_budget_tokens)",
         flush=True,
     )

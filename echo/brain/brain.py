@@ -30,7 +30,7 @@ from echo.brain.projects import PROJECT_INSTRUCTIONS, PROJECT_SCHEMA, ProjectErr
 from echo.brain.users import Asker
 from echo.config import EchoConfig
 from echo.llm.completion import Completion, KVCacheFullError, Messages
-from echo.memory.facts import KINDS
+from echo.memory.facts import KINDS, profile_text
 from echo.memory.search import Memory, memory_block
 
 log = logging.getLogger("echo.brain")
@@ -238,7 +238,7 @@ class Brain:
         # Memories go with the question, not the system prompt, whose evaluation llama.cpp reuses;
         # the profile changes only when a fact does, so it goes at the system prompt's end.
         content = f"{memory_block(found, now.date())}\n\nQuestion: {request.prompt}" if found else request.prompt
-        profile = knowledge.profile_block(request.asker.user, standing, now.date())
+        profile = profile_text(request.asker.user, standing)
         messages = {name: self.messages(name, content, thread, profile) for name in self.circuits}
         timeouts = {name: self.config.circuits[name].timeout_s for name in self.circuits}
         answers, failed = await fan_out(self.circuits, messages, timeouts, emit)
@@ -285,7 +285,7 @@ class Brain:
         """The manifest's declaration, then the self circuit's reflection on the question."""
         identity = self.identity.current
         outcome = Outcome(reply=identity.declaration, route="identity", extra={"identity": {"files": list(identity.files)}, "facts": standing})
-        profile = knowledge.profile_block(request.asker.user, standing, self.now().date())
+        profile = profile_text(request.asker.user, standing)
         try:
             answer = await self.call("self", self.messages("self", request.prompt, profile=profile))
         except Exception as exc:

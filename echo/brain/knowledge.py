@@ -10,7 +10,6 @@ import re
 
 from echo.brain.errors import AskError, describe_failure
 from echo.brain.memories import MemorySink
-from echo.memory.dates import shown
 
 log = logging.getLogger("echo.brain")
 
@@ -37,26 +36,6 @@ def forget_request(prompt: str) -> str | None:
         named = _KO_TAIL.sub("", found.group(1)).strip(" .!?,")
         return named or None
     return None
-
-
-def profile_block(user: str, facts: list[dict], today) -> str:
-    """The asker's standing facts as the circuits read them, at the end of the system prompt."""
-    if not facts:
-        return ""
-    lines = [f"What you know about {user} (from earlier conversations; use it, do not recite it):"]
-    for f in facts:
-        when = shown(_date(f["date"]), today) if f.get("date") else "undated"
-        lines.append(f"- {f['text']} ({when}{', may be outdated' if f.get('stale') else ''})")
-    return "\n".join(lines)
-
-
-def _date(text: str):
-    from datetime import date
-
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        return None
 
 
 async def call(memory: MemorySink, operation: str, **arguments) -> object:

@@ -457,6 +457,30 @@ class FactStore:
         return len(missing), len(saved) - len(missing)
 
 
+PROFILE_HEADING = "What you know about {user} (from earlier conversations; use it, do not recite it):"
+
+
+def profile_line(text: str, when: str, stale: bool) -> str:
+    return f"- {text} ({when or 'undated'}{', may be outdated' if stale else ''})"
+
+
+def profile_text(user: str, facts: list[dict]) -> str:
+    """The asker's standing facts as the circuits read them, at the end of the system prompt."""
+    if not facts:
+        return ""
+    return "\n".join([PROFILE_HEADING.format(user=user), *(profile_line(f["text"], f.get("date", ""), f.get("stale", False)) for f in facts)])
+
+
+def prompt_tokens(text: str) -> int:
+    """Tokens a text can take in a circuit's prompt, counted so as never to fall short: a word's
+    letters a token per 4, but every digit and every other ASCII sign one (SmolLM2 reads
+    "2025-12-24" as 10 tokens), and every byte of other scripts one (a byte-level vocabulary's
+    worst case, which an English-only model such as SmolLM2 meets for Hangul)."""
+    letters = sum(1 for c in text if c.isascii() and (c.isalpha() or c == " "))
+    other_ascii = sum(1 for c in text if c.isascii()) - letters
+    return (letters + 3) // 4 + other_ascii + len(text.encode("utf-8", "surrogatepass")) - len(text.encode("ascii", "ignore"))
+
+
 def _spans(fact: Fact) -> list[tuple[str, int, int]]:
     return [(c.path, c.line_start, c.line_end) for c in fact.cites]
 
@@ -616,18 +640,18 @@ class FactDesk:
         return self.delete(user, chosen, by)
 
     def profile(self, user: str, budget_tokens: int) -> dict:
-        """user's standing facts (profile, preferences; current, newest first) within the budget."""
-        from echo.memory.search import estimate_tokens
-
+        """user's standing facts (profile, preferences; current, newest first) as profile_text
+        writes them, within the budget: the heading and every line counted (prompt_tokens)."""
         facts = self.store.facts().values()
-        chosen, used = [], 0
-        for fact in standing(facts, user, superseded_by(facts), self.stale()):
-            cost = estimate_tokens(fact.text) + 4  # "- " and the date
+        stale = self.stale()
+        chosen, used = [], prompt_tokens(PROFILE_HEADING.format(user=user)) + 2  # and the blank line before it
+        for fact in standing(facts, user, superseded_by(facts), stale):
+            cost = prompt_tokens(profile_line(fact.text, fact.date, fact.id in stale)) + 1  # and its newline
             if used + cost > budget_tokens:
                 break
             chosen.append(fact)
             used += cost
-        return {"facts": self._shown(chosen), "tokens": used}
+        return {"facts": self._shown(chosen), "tokens": used if chosen else 0}
 
     def status(self) -> dict:
         facts = list(self.store.facts().values())

@@ -175,8 +175,10 @@ class MemorySearch:
                 self._fact_dense = None
             return self._fact_view[1:]
 
-    def _fact_scores(self, view: FactView, query_vector: np.ndarray) -> np.ndarray | None:
-        if self.vectors is None or not len(view):
+    def _fact_scores(self, view: FactView, similarity: np.ndarray | None) -> np.ndarray | None:
+        """Each fact's similarity to the query (-inf: no vector yet), read from the one product
+        of the query with every vector kept (turns' and facts' together)."""
+        if similarity is None or not len(view):
             return None
         with self._lock:
             if self._fact_dense is None or len(self._fact_dense) != len(view):
@@ -184,9 +186,8 @@ class MemorySearch:
                 self._fact_dense = rows
             rows = self._fact_dense
         scores = np.full(len(view), -np.inf, dtype=np.float32)
-        have = rows >= 0
-        if have.any():
-            scores[have] = self.vectors.all[rows[have]] @ query_vector
+        have = (rows >= 0) & (rows < len(similarity))
+        scores[have] = similarity[rows[have]]
         return scores
 
     def embedded(self) -> int:
@@ -255,12 +256,15 @@ class MemorySearch:
             return []
         return [(self.row_of[i], s) for i, s in self.lexical.search(query, k, user, paths) if i in self.row_of]
 
-    def query_vector(self, query: str) -> np.ndarray | None:
-        return self.embedder.query(query) if self.embedder is not None and self.vectors is not None else None
+    def similarity(self, query: str) -> np.ndarray | None:
+        """The query's similarity to every vector kept (vectors.all's rows); None without vectors."""
+        if self.embedder is None or self.vectors is None:
+            return None
+        return self.vectors.all @ self.embedder.query(query)
 
-    def dense_scores(self, query_vector: np.ndarray | None, allowed: np.ndarray | None) -> np.ndarray | None:
-        """Every turn's similarity to the query's vector (-inf: no vector yet, or not allowed); None without vectors."""
-        if query_vector is None:
+    def dense_scores(self, similarity: np.ndarray | None, allowed: np.ndarray | None) -> np.ndarray | None:
+        """Every turn's similarity to the query (-inf: no vector yet, or not allowed); None without vectors."""
+        if similarity is None:
             return None
         rows, positions = self._positions()
         if not len(rows):
@@ -268,7 +272,7 @@ class MemorySearch:
         # Vectorized throughout: at 300,000 turns a Python loop over the rows, or a full sort,
         # would cost more than the question's embedding.
         scores = np.full(len(self.turns["id"]), -np.inf, dtype=np.float32)
-        scores[rows] = (self.vectors.all @ query_vector)[positions]
+        scores[rows] = similarity[positions]
         if allowed is not None:
             scores[~allowed[self.sessions.of_row]] = -np.inf
         return scores
@@ -293,7 +297,7 @@ class MemorySearch:
             return self._embedded
 
     def dense_ranking(self, query: str, k: int, user: str | None) -> list[tuple[int, float]]:
-        return _best(self.dense_scores(self.query_vector(query), self.sessions.allowed(user, None, None)), k)
+        return _best(self.dense_scores(self.similarity(query), self.sessions.allowed(user, None, None)), k)
 
     def search(
         self, query: str, k: int = 10, user: str | None = None, mode: str = "hybrid", since: Bound | None = None, before: Bound | None = None
@@ -316,11 +320,11 @@ class MemorySearch:
         broad = st.sessions and len(_WORD.findall(query)) >= st.topic_words
         depth = (TURN_CANDIDATES, TURN_CANDIDATES) if broad else (st.lexical_turns, st.dense_turns)
         lexical = self.lexical_ranking(query, depth[0], None, paths) if mode != "dense" else []
-        query_vector = self.query_vector(query) if mode != "lexical" else None
-        dense = self.dense_scores(query_vector, allowed)
+        similarity = self.similarity(query) if mode != "lexical" else None
+        dense = self.dense_scores(similarity, allowed)
         dense_turns = _best(dense, depth[1])
         embedded = self.seen_by_vectors() if dense is not None else None
-        fact_turns, fact_rows, fact_of = self._fact_rankings(query, query_vector, user, allowed, mode)
+        fact_turns, fact_rows, fact_of = self._fact_rankings(query, similarity, user, allowed, mode)
         rankings = [(1.0, [r for r, _ in lexical])]
         if embedded is not None:  # a turn not embedded yet (just saved) keeps what lexical gave it
             rankings.append((1.0, [r for r, _ in dense_turns], embedded[0]))
@@ -340,7 +344,7 @@ class MemorySearch:
         return self._memories([(int(r), float(turn_score[r])) for r in best], fact_of)
 
     def _fact_rankings(
-        self, query: str, query_vector: np.ndarray | None, user: str | None, allowed: np.ndarray | None, mode: str
+        self, query: str, similarity: np.ndarray | None, user: str | None, allowed: np.ndarray | None, mode: str
     ) -> tuple[list[list[int]], dict[int, int], Callable[[int], dict | None]]:
         """The turns the facts found cite, as one ranking per way of finding facts (BM25, vectors);
         for each session they reach, the row its best fact cites; and for a row, the fact that
@@ -355,8 +359,8 @@ class MemorySearch:
         rankings = []
         if mode != "dense":
             rankings.append(view.ordered([i for i in view.lexical_ranking(query, 3 * FACT_CANDIDATES, user) if ok[i]][:FACT_CANDIDATES], user))
-        if query_vector is not None:
-            scores = self._fact_scores(view, query_vector)
+        if similarity is not None:
+            scores = self._fact_scores(view, similarity)
             if scores is not None:
                 scores[~ok] = -np.inf
             rankings.append(view.ordered(view.dense_ranking(scores, FACT_CANDIDATES, user), user))

@@ -8,9 +8,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from echo.brain.knowledge import forget_request
-from echo.memory.facts import FactDesk, FactError, FactStore, PartLines, import_facts, parse_import
+from echo.memory.facts import FactDesk, FactError, FactStore, PartLines, import_facts, parse_import, profile_text, prompt_tokens
 from echo.memory.replay import replay
-from echo.memory.search import MemorySearch, estimate_tokens
+from echo.memory.search import MemorySearch
 from tests.samples import write
 
 MINJI = "나의 말:\nI moved from Seoul to Busan last month for a new job.\n에코의 말:\nHow is Busan so far?\n나의 말:\nPlease keep answers short, no long stories.\n에코의 말:\nSure.\n"
@@ -172,10 +172,22 @@ def test_the_profile_keeps_to_its_budget_newest_first(home):
     memory, store = home
     many = [fact(f"Minji likes hobby number {n} very much indeed", kind="preference", date=f"2026-05-{n:02d}") for n in range(1, 29)]
     import_facts(store, many + [fact("Minji went hiking", kind="event")], memory, "UTC")
-    profile = FactDesk(store, memory, "UTC").profile("minji", 60)
-    assert 0 < profile["tokens"] <= 60
-    assert sum(estimate_tokens(f["text"]) + 4 for f in profile["facts"]) == profile["tokens"]
+    profile = FactDesk(store, memory, "UTC").profile("minji", 80)
+    assert 0 < profile["tokens"] <= 80 and 1 < len(profile["facts"]) < 28
+    text = profile_text("minji", profile["facts"])
+    assert prompt_tokens(text) + 2 <= profile["tokens"] <= 80  # what the prompt gets, counted whole
     assert profile["facts"][0]["date"] == "2026-05-28" and all(f["kind"] == "preference" for f in profile["facts"])
+    assert FactDesk(store, memory, "UTC").profile("minji", 10) == {"facts": [], "tokens": 0}
+
+
+def test_prompt_tokens_never_fall_short_of_a_byte_level_vocabulary():
+    from llama_cpp import Llama
+
+    from echo.llm.models import embedded_model_path
+
+    vocab = Llama(model_path=str(embedded_model_path()), vocab_only=True, verbose=False)
+    for text in ["Minji wants short answers (2025-12-24)", "미나는 부산으로 이사했고 새 직장에 다니고 있어요", "【Project】 $20/month, 3 sets of 10 reps!"]:
+        assert prompt_tokens(text) >= len(vocab.tokenize(text.encode("utf-8"), add_bos=False)), text
 
 
 @pytest.mark.parametrize(
