@@ -25,6 +25,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from echo.memory.dates import infer_date
+from echo.memory.lexical import overlap
 from echo.memory.store import DAY_RE, part_number
 
 KINDS = ("profile", "preference", "event", "plan", "other")
@@ -117,7 +118,8 @@ class PartLines:
             stat = path.lstat()
         except OSError:
             return None
-        if not path.is_file() or path.is_symlink() or any(p.is_symlink() for p in path.relative_to(self.memory_dir).parents if str(p) != "."):
+        # Never through a link: a cited line is always inside memory/ (as replay reads it).
+        if not path.is_file() or any((self.memory_dir / p).is_symlink() for p in [Path(relative), *Path(relative).parents] if str(p) != "."):
             return None
         stamp = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
         with self._lock:
@@ -524,11 +526,8 @@ def stale_ids(facts: Iterable[Fact], parts: PartLines) -> set[str]:
 def standing(facts: Iterable[Fact], user: str, replaced: Mapping[str, str], stale: set[str]) -> list[Fact]:
     """user's profile and preferences, current ones, newest first (fresh before stale)."""
     mine = [f for f in facts if f.user == user and f.deleted is None and f.kind in STANDING and f.id not in replaced]
-    return sorted(mine, key=lambda f: (f.id in stale, _desc(f.date), _desc(f.updated_at)))
-
-
-def _desc(text: str) -> str:
-    return "".join(chr(0x10FFFF - ord(c)) for c in text)  # a string key that sorts newest first
+    newest = sorted(mine, key=lambda f: (f.date, f.updated_at), reverse=True)
+    return sorted(newest, key=lambda f: f.id in stale)  # stable: newest first within fresh, then stale
 
 
 def summary(facts: Iterable[Fact], stale: set[str], recent_days: int = 7, today: date | None = None) -> dict:
@@ -596,8 +595,6 @@ class FactDesk:
         if kind:
             facts = [f for f in facts if f.kind == kind]
         if query.strip():
-            from echo.memory.lexical import overlap
-
             held = overlap(query, [f"{f.about} {f.text}" for f in facts])
             facts = [f for f, n in sorted(zip(facts, held), key=lambda x: -x[1]) if n]
         else:
@@ -627,9 +624,7 @@ class FactDesk:
         return self._shown(self.store.undo(whose))
 
     def forget(self, user: str, named: str, by: str) -> list[dict]:
-        """ "Forget that ...": delete user's facts that hold most of the named words, only those."""
-        from echo.memory.lexical import overlap
-
+        """Delete user's facts that hold most of the words named ("forget that ..."), only those."""
         facts = [f for f in self.store.live() if f.user == user]
         wanted = overlap(named, [named])[0]
         if not facts or not wanted:

@@ -373,3 +373,12 @@ def test_a_fact_is_found_by_its_meaning_and_embedded_before_the_turns(home, tmp_
     assert search.embed_pending(facts_only=True) == 1 and search.embedded() == 0  # the fact first, the turns later
     found = search.search("how does she like to be answered", 3, user="minji", mode="dense")
     assert found[0].fact is not None and (found[0].path, found[0].line_start) == ("day0508/minji/part1.txt", 5)
+
+
+def test_a_cite_through_a_link_is_refused(home, tmp_path):
+    memory, store = home
+    outside = write(tmp_path / "elsewhere", "part1.txt", "나의 말:\nnot the owner's memory\n")
+    (memory / "day0601").mkdir()
+    (memory / "day0601" / "minji").symlink_to(outside.parent, target_is_directory=True)
+    with pytest.raises(FactError, match="day0601/minji/part1.txt is not in the memory folder"):
+        import_facts(store, [fact("x", path="day0601/minji/part1.txt")], memory, "UTC")
