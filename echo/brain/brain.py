@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
@@ -38,11 +39,19 @@ log = logging.getLogger("echo.brain")
 __all__ = ["AskError", "Brain"]
 
 MAX_FACTS_PAGE = 500
+FACT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+def _known_shape(fact_id: str) -> None:
+    """A malformed id is a 404 like an unknown one, told only to someone who may see facts."""
+    if not FACT_ID.match(fact_id):
+        _found(None, fact_id)
 
 
 def _found(fact: dict | None, fact_id: str) -> dict:
     if fact is None:
-        raise AskError(404, "no_such_fact", f"no fact {fact_id!r} of yours: list them with GET /api/memory/facts (or `echo-server facts list`)")
+        shown = fact_id if len(fact_id) <= 64 else fact_id[:64] + "…"
+        raise AskError(404, "no_such_fact", f"no fact {shown!r} of yours: list them with GET /api/memory/facts (or `echo-server facts list`)")
     return fact
 
 
@@ -371,16 +380,19 @@ class Brain:
         return page
 
     async def fact(self, authorization: str | None, user: str | None, fact_id: str) -> dict:
-        whose = users.whose_facts(user, authorization, self.token)
+        whose = users.whose_facts(user, authorization, self.token)  # who asks comes first: an id says nothing to a stranger
+        _known_shape(fact_id)
         return _found(await knowledge.call(self.memory, "show", whose=whose, fact_id=fact_id), fact_id)
 
     async def edit_fact(self, authorization: str | None, user: str | None, fact_id: str, changes: dict) -> dict:
         whose = users.whose_facts(user, authorization, self.token)
+        _known_shape(fact_id)
         by = users.ORIGIN_USER if whose is None or users.is_origin(authorization, self.token) else whose
         return _found(await knowledge.call(self.memory, "edit", whose=whose, fact_id=fact_id, changes=changes, by=by), fact_id)
 
     async def delete_fact(self, authorization: str | None, user: str | None, fact_id: str) -> dict:
         whose = users.whose_facts(user, authorization, self.token)
+        _known_shape(fact_id)
         by = users.ORIGIN_USER if users.is_origin(authorization, self.token) else whose
         removed = await knowledge.call(self.memory, "delete", whose=whose, ids=[fact_id], by=by)
         if not removed:

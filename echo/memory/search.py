@@ -258,8 +258,8 @@ class MemorySearch:
 
     def similarity(self, query: str) -> np.ndarray | None:
         """The query's similarity to every vector kept (vectors.all's rows); None without vectors."""
-        if self.embedder is None or self.vectors is None:
-            return None
+        if self.embedder is None or self.vectors is None or not len(self.vectors.position):
+            return None  # nothing embedded yet: the search is lexical
         return self.vectors.all @ self.embedder.query(query)
 
     def dense_scores(self, similarity: np.ndarray | None, allowed: np.ndarray | None) -> np.ndarray | None:

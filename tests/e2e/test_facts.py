@@ -94,24 +94,37 @@ def test_forget_that_removes_it_and_the_prompt_no_longer_carries_it(echo: Echo, 
     assert [f["text"] for f in restored["restored"]] == [STORIES["text"]]
 
 
-def test_a_restart_keeps_every_fact_and_restore_brings_them_back(echo: Echo, imported):
+def test_a_restart_keeps_every_fact_and_restore_brings_them_back(instant: Echo):
+    """On the instant app, whose memory actor the fault tests kill anyway: the session Echo's
+    first boot is what other tests read."""
     import ray
 
     from actors.memory_actor import NAMESPACE, actor_name
 
-    store = echo.home / "memory_facts" / "facts.jsonl"
-    assert store.is_file() and (echo.home / "memory_backup" / "facts" / "facts.jsonl").read_bytes() == store.read_bytes()
-    ray.kill(ray.get_actor(actor_name(echo.home / "memory"), namespace=NAMESPACE), no_restart=False)
-    wait_for(lambda: facts_of(echo, "minji", echo.token).status_code == 200, timeout=120, what="the memory actor back")
-    assert {f["text"] for f in facts_of(echo, "minji", echo.token).json()["facts"]} == {SURF["text"], STORIES["text"]}
-    health = httpx.get(f"{echo.url}/health", timeout=30).json()["memory"]["facts"]
-    assert health["stored"] >= 2 and health["stale"] == 0
-    store.unlink()
-    assert facts_of(echo, "minji", echo.token).json()["total"] == 0
-    done = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "echo_cli.py"), "restore", "--config", str(echo.home / "echo.yaml")], capture_output=True, text=True, timeout=120
+    said = instant.ask({"prompt": "I grow cherry tomatoes on my balcony", "user": "kai"}).json()["memory"]
+    line = json.dumps(
+        {
+            "user": "kai",
+            "text": "Kai grows cherry tomatoes on a balcony",
+            "kind": "profile",
+            "cites": [{k: said[k] for k in ("path", "line_start", "line_end")}],
+        }
     )
-    assert done.returncode == 0 and "facts: 2 brought back" in done.stdout, done.stdout + done.stderr
-    assert {f["text"] for f in facts_of(echo, "minji", echo.token).json()["facts"]} == {SURF["text"], STORIES["text"]}
-    insight = httpx.get(f"{echo.url}/api/insights", headers=owner(echo), timeout=30).json()["facts"]
-    assert insight["by_person"]["minji"] == {"profile": 1, "preference": 1}
+    assert httpx.post(f"{instant.url}/api/memory/facts/import", content=line, headers=owner(instant), timeout=30).json()["added"] == 1
+    store = instant.home / "memory_facts" / "facts.jsonl"
+    assert store.is_file() and (instant.home / "memory_backup" / "facts" / "facts.jsonl").read_bytes() == store.read_bytes()
+    ray.kill(ray.get_actor(actor_name(instant.home / "memory"), namespace=NAMESPACE), no_restart=False)
+    wait_for(lambda: facts_of(instant, "kai", instant.token).status_code == 200, timeout=120, what="the memory actor back")
+    assert [f["text"] for f in facts_of(instant, "kai", instant.token).json()["facts"]] == ["Kai grows cherry tomatoes on a balcony"]
+    health = httpx.get(f"{instant.url}/health", timeout=30).json()["memory"]["facts"]
+    assert health["stored"] >= 1 and health["stale"] == 0
+    store.unlink()
+    assert facts_of(instant, "kai", instant.token).json()["total"] == 0
+    done = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "echo_cli.py"), "restore", "--config", str(instant.home / "instant.yaml")], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0 and "facts: 1 brought back" in done.stdout, done.stdout + done.stderr
+    assert [f["text"] for f in facts_of(instant, "kai", instant.token).json()["facts"]] == ["Kai grows cherry tomatoes on a balcony"]
+    memory_ready(instant)
+    insight = httpx.get(f"{instant.url}/api/insights", headers=owner(instant), timeout=30).json()["facts"]
+    assert insight["by_person"]["kai"] == {"profile": 1}

@@ -131,3 +131,17 @@ def test_a_circuit_that_cannot_load_is_reported_and_the_others_synthesize_a_repl
         assert body["reply"] == body["synthesis"]["text"] != ""
     finally:
         serve.delete("broken")
+
+
+@pytest.mark.parametrize("megabytes", [10, 30, 100])
+def test_a_huge_body_from_a_real_client_gets_its_413_and_echo_stays_healthy(echo, megabytes):
+    import json
+    import urllib.error
+    import urllib.request
+
+    body = json.dumps({"prompt": "x" * (megabytes * 1024 * 1024)}).encode()
+    request = urllib.request.Request(f"{echo.url}/api/ask", data=body, headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as refused:  # an answer, not "Connection reset by peer"
+        urllib.request.urlopen(request, timeout=120)
+    assert refused.value.code == 413 and json.load(refused.value)["error"]["code"] == "body_too_large"
+    assert httpx.get(f"{echo.url}/health", timeout=30).status_code == 200
