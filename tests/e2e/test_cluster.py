@@ -307,7 +307,7 @@ def test_a_worker_node_lost_while_requests_stream_loses_no_save_and_the_circuits
         removed = time.monotonic()
         cluster.remove(victim)
         recovered = cluster.wait(lambda: min((o["ended"] for o in streams.whole_after(removed)), default=None), 300, "a whole answer after the node loss")
-        back = cluster.wait(lambda: all(nodes == [survivor] for nodes in running_replicas(cluster).values()), 120, "every circuit on the other worker")
+        back = cluster.wait(lambda: all(nodes == [survivor] for nodes in running_replicas(cluster).values()), 240, "every circuit on the other worker")
         settled = time.monotonic()
         cluster.wait(lambda: len(streams.whole_after(settled)) >= 2, 180, "answers after recovery")
     finally:
