@@ -14,7 +14,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import os
 import re
 import threading
 from collections import Counter
@@ -26,7 +25,7 @@ from pathlib import Path
 
 from echo.memory.dates import infer_date
 from echo.memory.lexical import overlap
-from echo.memory.store import DAY_RE, part_number
+from echo.memory.store import DAY_RE, atomic_write, part_number
 
 KINDS = ("profile", "preference", "event", "plan", "other")
 STANDING = ("profile", "preference")  # what a person is and likes: in every prompt of theirs
@@ -349,11 +348,11 @@ class FactStore:
             yield facts
             if facts != before:
                 data = "".join(json.dumps(f.as_dict(), ensure_ascii=False) + "\n" for f in facts.values()).encode("utf-8")
-                _atomic_write(self.path, data)
+                atomic_write(self.path, data)
                 if self.backup is not None:
                     try:
                         self.backup.parent.mkdir(parents=True, exist_ok=True)
-                        _atomic_write(self.backup, data)
+                        atomic_write(self.backup, data)
                     except OSError:
                         self.counters["backup_failed"] += 1
                 self._cache = (self.stamp(), facts)
@@ -485,20 +484,6 @@ def prompt_tokens(text: str) -> int:
 
 def _spans(fact: Fact) -> list[tuple[str, int, int]]:
     return [(c.path, c.line_start, c.line_end) for c in fact.cites]
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    with temporary.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)  # the rename itself survives a crash
-    finally:
-        os.close(directory)
 
 
 # -- what is derived ----------------------------------------------------------------------

@@ -253,7 +253,7 @@ def repair_torn_parts(memory_dir: Path, quarantine_dir: Path) -> dict[str, str]:
             tail.decode("utf-8")
         except UnicodeDecodeError:
             _append(quarantine_dir / relative, tail + b"\n")
-            _atomic_write(path, data[:cut])
+            atomic_write(path, data[:cut])
             reports[relative] = f"{relative}: a cut-off last line ({len(tail)} bytes, not valid UTF-8) moved to {quarantine_dir / relative}"
             continue
         _append(path, b"")  # ends the line: the text stays where it was
@@ -261,13 +261,20 @@ def repair_torn_parts(memory_dir: Path, quarantine_dir: Path) -> dict[str, str]:
     return reports
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace path's bytes all at once: a temporary file, fsync, rename, fsync of the folder
+    (so that the rename itself survives a crash)."""
     temporary = path.with_name(f".{path.name}.tmp")
     with temporary.open("wb") as handle:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 @dataclass(frozen=True)
@@ -293,7 +300,7 @@ def restore(memory_dir: Path, backup_dir: Path) -> RestoreReport:
             unchanged.append(str(relative))
         elif saved.startswith(current):
             target.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_write(target, saved)
+            atomic_write(target, saved)
             restored.append(str(relative))
         else:
             conflicts.append(str(relative))
