@@ -46,6 +46,24 @@ def wait(browser, condition, timeout: float = 180):
     return WebDriverWait(browser, timeout, poll_frequency=0.2).until(lambda _: condition())
 
 
+def ask_as_user(browser, echo, user: str, prompt: str):
+    """A fresh tab, the user's name and key typed in, prompt sent: its exchange once answered."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    from echo.brain.users import user_key
+
+    browser.get(f"{echo.url}/ui/")
+    browser.execute_script("sessionStorage.clear()")
+    browser.refresh()
+    browser.find_element(By.ID, "user").send_keys(user)
+    browser.find_element(By.ID, "token").send_keys(user_key(echo.token, user))
+    browser.find_element(By.ID, "prompt").send_keys(prompt, Keys.ENTER)
+    exchange = wait(browser, lambda: (e := browser.find_elements(By.CSS_SELECTOR, "#log .exchange")) and e[0])
+    wait(browser, lambda: exchange.find_element(By.CSS_SELECTOR, ".status").text == "" and exchange.find_element(By.CSS_SELECTOR, ".reply").text)
+    return exchange
+
+
 def test_a_korean_message_gets_a_streamed_reply_with_the_circuits_drafts(echo, browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -105,19 +123,9 @@ def test_the_insights_view_draws_lines_per_day_and_the_feelings(echo, browser):
 
 def test_a_user_with_their_key_sees_their_own_memories_in_the_page(echo, browser):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
-
-    from echo.brain.users import user_key
 
     memory_ready(echo)
-    browser.get(f"{echo.url}/ui/")
-    browser.execute_script("sessionStorage.clear()")
-    browser.refresh()
-    browser.find_element(By.ID, "user").send_keys("minji")
-    browser.find_element(By.ID, "token").send_keys(user_key(echo.token, "minji"))
-    browser.find_element(By.ID, "prompt").send_keys("양양에서 뭘 배운다고 했었지?", Keys.ENTER)
-    exchange = wait(browser, lambda: (e := browser.find_elements(By.CSS_SELECTOR, "#log .exchange")) and e[0])
-    wait(browser, lambda: exchange.find_element(By.CSS_SELECTOR, ".status").text == "" and exchange.find_element(By.CSS_SELECTOR, ".reply").text)
+    exchange = ask_as_user(browser, echo, "minji", "양양에서 뭘 배운다고 했었지?")
     exchange.find_element(By.CSS_SELECTOR, "details.memories summary").click()
     cited = [li.text for li in exchange.find_elements(By.CSS_SELECTOR, "details.memories li")]
     assert any(GUEST_FACT[0] in c for c in cited), cited  # her surfing, with where it is written
@@ -155,23 +163,13 @@ def test_the_page_shows_the_facts_an_answer_used_and_what_echo_knows_with_a_dele
 
     import httpx
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
-
-    from echo.brain.users import user_key
 
     memory_ready(echo)
     text = "Minji keeps a sourdough starter named Bubbles"
     line = json.dumps({"user": "minji", "text": text, "kind": "profile", "cites": [{"path": GUEST_FACT[0], "line_start": 1, "line_end": 2}]})
     done = httpx.post(f"{echo.url}/api/memory/facts/import", content=line, headers={"Authorization": f"Bearer {echo.token}"}, timeout=30)
     assert done.status_code == 200, done.text
-    browser.get(f"{echo.url}/ui/")
-    browser.execute_script("sessionStorage.clear()")
-    browser.refresh()
-    browser.find_element(By.ID, "user").send_keys("minji")
-    browser.find_element(By.ID, "token").send_keys(user_key(echo.token, "minji"))
-    browser.find_element(By.ID, "prompt").send_keys("What should I bake this weekend?", Keys.ENTER)
-    exchange = wait(browser, lambda: (e := browser.find_elements(By.CSS_SELECTOR, "#log .exchange")) and e[0])
-    wait(browser, lambda: exchange.find_element(By.CSS_SELECTOR, ".status").text == "" and exchange.find_element(By.CSS_SELECTOR, ".reply").text)
+    exchange = ask_as_user(browser, echo, "minji", "What should I bake this weekend?")
     exchange.find_element(By.CSS_SELECTOR, "details.facts summary").click()
     used = [li.text for li in exchange.find_elements(By.CSS_SELECTOR, "details.facts li")]
     assert any(text in u and "about you" in u for u in used), used
