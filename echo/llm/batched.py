@@ -11,6 +11,12 @@ that starts as its last one did (every prompt of a circuit starts with the same 
 prompt) evaluates only the rest; a free slot takes that start from a busy one by copying it.
 With n_parallel 1 it answers as llama-cpp-python's Llama did, one request at a time, with
 the same replies.
+
+Answers come first. A background request (the distiller's, echo.memory.distill) is decoded
+only while no answer is in the engine and none was for BACKGROUND_AFTER_S: an answer waiting
+for a slot takes one from a background request, which keeps what it generated and goes on
+later from there, and while an answer generates the background slots are left out of the
+batch (on a CPU, decoding them with it would slow every one of its tokens).
 """
 
 from __future__ import annotations
@@ -43,6 +49,10 @@ PROMPT_CHUNK_WHILE_GENERATING = 128
 # llama.cpp copies a sequence into another slot's share of the cache only whole (a memory copy
 # of that share, milliseconds): worth it when it spares evaluating at least this many tokens.
 COPY_AT_LEAST = 32
+# Background work waits this long after the last answer left the engine: the other circuits
+# of the same ask, and the synthesis that follows them, are still generating on the same
+# machine, and the next ask of a conversation comes soon after.
+BACKGROUND_AFTER_S = 1.0
 
 
 @dataclass(eq=False)
@@ -59,6 +69,8 @@ class _Request:
     generated: int = 0
     finish: str = ""
     error: BaseException | None = None
+    background: bool = False
+    resume: list[int] | None = None  # a background request put aside: the tokens it had evaluated and the next one
 
     @property
     def cancelled(self) -> bool:
@@ -98,6 +110,8 @@ class LlamaEngine:
         self._taken = 0  # slots handed out so far: which free slot was used least recently
         self._rate = Rate()
         self._prompt_evaluated = self._prompt_reused = 0
+        self._answer_left = 0.0  # when the last answer (a request not in the background) ended
+        self._preempted = 0
         self._thread = threading.Thread(target=self._run, name="llama-batch", daemon=True)
         self._thread.start()
 
@@ -112,9 +126,11 @@ class LlamaEngine:
         response_format: dict | None = None,
         on_token: OnToken | None = None,
         cancel: threading.Event | None = None,
+        background: bool = False,
     ) -> Completion:
         """Generate one reply; on_token sees each piece of text as it is produced (on the
-        engine's thread: keep it quick). Blocks until the reply is done or cancel is set."""
+        engine's thread: keep it quick). Blocks until the reply is done or cancel is set.
+        A background request yields to every other (see the module's docstring)."""
         started = time.perf_counter()
         prompt = self._format.prompt(messages)
         if len(prompt.tokens) >= self.n_ctx:
@@ -125,7 +141,7 @@ class LlamaEngine:
         limit = min(max_tokens or self.config.max_tokens, self.n_ctx - len(prompt.tokens))  # as Llama: the answer fits the slot
         rules = chat.grammar(response_format)
         sampler = chat.sampler(self._model, self.config.sampling, greedy, self._seeds.randrange(2**32), rules)
-        request = _Request(prompt.tokens, limit, sampler, TextStream(prompt.stops), on_token, cancel, started)
+        request = _Request(prompt.tokens, limit, sampler, TextStream(prompt.stops), on_token, cancel, started, background=background)
         with self._wake:
             if self._closed:
                 raise RuntimeError("the engine is closed")
@@ -149,6 +165,8 @@ class LlamaEngine:
             "slots": len(self._slots),
             "busy": sum(not s.free for s in self._slots),
             "queued": len(self._waiting),
+            "background": sum(not s.free and s.request.background for s in self._slots) + sum(r.background for r in self._waiting),
+            "background_preempted": self._preempted,
             "tokens_per_s": round(self._rate.per_s(), 1),
             "prompt_tokens_evaluated": self._prompt_evaluated,
             "prompt_tokens_reused": self._prompt_reused,
@@ -169,11 +187,15 @@ class LlamaEngine:
         while True:
             try:
                 with self._wake:
-                    while not self._closed and not self._waiting and all(s.free for s in self._slots):
-                        self._wake.wait()
+                    while not self._closed:
+                        self._admit()
+                        if any(self._runs(s) for s in self._slots):
+                            break
+                        # Only background work is left, held back: wait until it may run, or for a new request.
+                        held = any(r.background for r in self._waiting) or any(not s.free for s in self._slots)
+                        self._wake.wait(max(self._held_for(), 0.01) if held else None)
                     if self._closed:
                         break
-                    self._admit()
                 self._step()
             except Exception as exc:  # never leave a caller waiting, never stop serving the next ones
                 log.exception("a batch failed; its requests get the error")
@@ -188,37 +210,77 @@ class LlamaEngine:
         while self._waiting:
             self._end(self._waiting.popleft(), "error", closed)
 
+    def _answering(self) -> bool:
+        """Whether an answer (any request not in the background) is in the engine."""
+        return any(not r.background for r in self._waiting) or any(not s.free and not s.request.background for s in self._slots)
+
+    def _held_for(self) -> float:
+        """Seconds background work must still wait: 0 when it may run now."""
+        if self._answering():
+            return BACKGROUND_AFTER_S
+        return BACKGROUND_AFTER_S - (time.monotonic() - self._answer_left)
+
+    def _runs(self, slot: Slot) -> bool:
+        return not slot.free and (not slot.request.background or self._held_for() <= 0)
+
     def _admit(self) -> None:
-        """Waiting requests into free slots, each where the most of its prompt is cached."""
+        """Waiting requests into free slots, each where the most of its prompt is cached:
+        answers first, taking a background request's slot when none is free; background
+        requests only when they may run."""
         for request in [r for r in self._waiting if r.cancelled]:
             self._waiting.remove(request)
             self._end(request, "cancelled")
         while self._waiting:
-            slot = pick_slot(self._slots, self._waiting[0].prompt)
+            request = next((r for r in self._waiting if not r.background), None)
+            if request is None and self._held_for() > 0:
+                return
+            request = request or self._waiting[0]
+            tokens = request.resume or request.prompt
+            slot = pick_slot(self._slots, tokens)
+            if slot is None and not request.background:
+                slot = self._preempt()
             if slot is None:
                 return
-            request = slot.request = self._waiting.popleft()
+            self._waiting.remove(request)
+            slot.request = request
             self._taken += 1
             slot.last_used = self._taken
-            keep = slot.reusable(request.prompt)
-            donor = max(self._slots, key=lambda s: s.reusable(request.prompt))
-            if self._copies and donor.reusable(request.prompt) >= keep + COPY_AT_LEAST:
+            keep = slot.reusable(tokens)
+            donor = max(self._slots, key=lambda s: s.reusable(tokens))
+            if self._copies and donor.reusable(tokens) >= keep + COPY_AT_LEAST:
                 llama_cpp.llama_memory_seq_cp(self._context.memory, donor.seq, slot.seq, -1, -1)
-                keep = donor.reusable(request.prompt)
+                keep = donor.reusable(tokens)
             if not self._context.kv_cache_seq_rm(slot.seq, keep, -1):  # a cache that cannot drop a tail: start afresh
                 self._forget(slot)
                 keep = 0
-            slot.cached, slot.pending = request.prompt[:keep], request.prompt[keep:]
-            self._prompt_reused += keep
-            self._prompt_evaluated += len(request.prompt) - keep
+            slot.cached, slot.pending = tokens[:keep], tokens[keep:]
+            if request.resume is None:
+                self._prompt_reused += keep
+                self._prompt_evaluated += len(tokens) - keep
+            request.resume = None
+
+    def _preempt(self) -> Slot | None:
+        """Free the background slot that holds the least for an answer: its request waits
+        again, first of the background ones, and goes on from the tokens it had (its sampler,
+        grammar included, is where it was)."""
+        taken = [s for s in self._slots if not s.free and s.request.background]
+        if not taken:
+            return None
+        slot = min(taken, key=lambda s: len(s.cached))
+        request, slot.request = slot.request, None
+        request.resume, slot.pending = slot.cached + slot.pending, []
+        self._waiting.insert(next((i for i, r in enumerate(self._waiting) if r.background), len(self._waiting)), request)
+        self._preempted += 1
+        return slot
 
     def _step(self) -> None:
         """One llama_decode for every busy slot, then each one's next token."""
         for slot in self._slots:
             if not slot.free and slot.request.cancelled:  # the caller left: the slot is free from this step
                 self._finish(slot, "cancelled")
-        generating = [s for s in self._slots if not s.free and s.request.generated > 0]
-        prompting = [s for s in self._slots if not s.free and s.request.generated == 0]
+        running = [s for s in self._slots if self._runs(s)]
+        generating = [s for s in running if s.request.generated > 0]
+        prompting = [s for s in running if s.request.generated == 0]
         if not generating and not prompting:
             return
         batch = self._batch.batch
@@ -296,9 +358,10 @@ class LlamaEngine:
         request, slot.request, slot.pending = slot.request, None, []
         self._end(request, reason, error)
 
-    @staticmethod
-    def _end(request: _Request, reason: str, error: BaseException | None = None) -> None:
+    def _end(self, request: _Request, reason: str, error: BaseException | None = None) -> None:
         request.finish, request.error, request.sampler = reason, error, None
+        if not request.background:
+            self._answer_left = time.monotonic()
         request.done.set()
 
     def _forget(self, slot: Slot) -> None:

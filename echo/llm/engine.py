@@ -25,7 +25,7 @@ class EchoEngine:
     def stats(self) -> dict:
         return {"slots": self.config.n_parallel, "busy": self._busy, "queued": 0, "tokens_per_s": round(self._rate.per_s(), 1)}
 
-    def chat(self, messages: Messages, *, max_tokens=None, greedy=False, response_format=None, on_token=None, cancel=None) -> Completion:
+    def chat(self, messages: Messages, *, max_tokens=None, greedy=False, response_format=None, on_token=None, cancel=None, background=False) -> Completion:
         started = time.perf_counter()
         with self._lock:
             self._busy += 1

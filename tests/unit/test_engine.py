@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import pytest
 
 from echo.config import DEFAULT_CONFIG, load_config
-from echo.llm.batched import LlamaEngine
+from echo.llm.batched import BACKGROUND_AFTER_S, LlamaEngine
 from echo.llm.completion import KVCacheFullError
 from echo.llm.models import check_models
 
@@ -231,3 +232,74 @@ def test_a_prompt_too_long_for_a_slot_is_refused_clearly_and_the_engine_goes_on(
         assert tiny.stats()["busy"] == 0
     finally:
         tiny.close()
+
+
+# -- answers first: background requests (the distiller's) yield to them ------------------
+
+FACTS_JSON = {
+    "type": "json_object",
+    "schema": {
+        "type": "object",
+        "properties": {"facts": {"type": "array", "maxItems": 3, "items": {"type": "string", "maxLength": 24}}},
+        "required": ["facts"],
+    },
+}
+
+
+def test_an_answer_takes_the_only_slot_from_a_background_request_which_then_goes_on_where_it_was():
+    single = make_engine(n_parallel=1)
+    try:
+        background = {"messages": STORY, "max_tokens": 160, "greedy": True, "response_format": FACTS_JSON, "background": True}
+        events: list[str] = []
+        pieces: list[str] = []
+        started = threading.Event()
+
+        def background_token(piece: str) -> None:
+            events.append("background")
+            pieces.append(piece)
+            if events.count("background") == 3:
+                started.set()
+
+        result = {}
+        runner = threading.Thread(target=lambda: result.update(done=single.chat(**background, on_token=background_token)))
+        runner.start()
+        assert started.wait(120)
+        events.append("asked")
+        before = "".join(pieces)
+        answer = single.chat(COLORS, max_tokens=8, greedy=True, on_token=lambda _: events.append("answer"))
+        events.append("answered")
+        runner.join(120)
+        asked, answered = events.index("asked"), events.index("answered")
+        assert answer.completion_tokens == 8
+        assert events[asked:answered].count("background") <= 1  # the slot was the answer's at the next step
+        assert single.stats()["background_preempted"] == 1
+        done = result["done"]
+        assert done.text.startswith(before.strip()) and len(done.text) > len(before)  # put aside, then on from where it was
+        assert done.finish_reason == "stop" and len(json.loads(done.text)["facts"]) <= 3  # its grammar held across the pause
+    finally:
+        single.close()
+
+
+def test_background_slots_are_left_out_of_the_batch_while_an_answer_generates_and_wait_after_it(engine):
+    time.sleep(BACKGROUND_AFTER_S)
+    events: list[tuple[str, float]] = []
+    started = threading.Event()
+
+    def background_token(_piece: str) -> None:
+        events.append(("background", time.monotonic()))
+        if len(events) == 3:
+            started.set()
+
+    runner = threading.Thread(target=lambda: engine.chat(STORY, max_tokens=60, greedy=True, background=True, on_token=background_token))
+    runner.start()
+    assert started.wait(120)
+    assert engine.stats()["background"] == 1
+    answer = engine.chat(COLORS, max_tokens=12, greedy=True, on_token=lambda _: events.append(("answer", time.monotonic())))
+    answered = time.monotonic()
+    runner.join(120)
+    first = next(i for i, (kind, _) in enumerate(events) if kind == "answer")
+    last = max(i for i, (kind, _) in enumerate(events) if kind == "answer")
+    assert [kind for kind, _ in events[first : last + 1]] == ["answer"] * answer.completion_tokens  # none of its tokens shared a step with the background
+    after = [at for kind, at in events[last + 1 :] if kind == "background"]
+    assert after and after[0] - answered >= BACKGROUND_AFTER_S * 0.9  # the background waited for the answer's quiet
+    assert engine.stats()["background_preempted"] == 0  # a slot was free: nothing was put aside
