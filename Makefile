@@ -2,7 +2,7 @@
 VENV ?= .venv
 STAMP := $(VENV)/.echo-installed
 
-.PHONY: install serve test lint docs bench bench-memory bench-ingest bench-load bench-recall
+.PHONY: install serve test lint docs bench bench-memory bench-ingest bench-load bench-recall bench-distill
 install: $(STAMP)
 
 $(STAMP): pyproject.toml scripts/setup.sh
@@ -38,3 +38,6 @@ bench-ingest: $(STAMP)  ## print the ingestion figures: lag of new parts, a 1,00
 
 bench-load: $(STAMP)  ## print the load figures: 200 asks at once on instant circuits, then SmolLM2
 	$(VENV)/bin/python bench/load.py
+
+bench-distill: $(STAMP)  ## print the distillation figures: throughput with 4 slots and 1, answers while distilling, the A40 estimate
+	$(VENV)/bin/python bench/distill.py

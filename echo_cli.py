@@ -406,18 +406,92 @@ def facts_undo_command(config_file, memory, index, user) -> None:
         raise click.ClickException("nothing to undo: no fact was forgotten within the undo window (facts.undo_minutes)")
 
 
+@main.command("distill")
+@memory_options
+@click.option("--slots", type=click.IntRange(1, 64), help="Windows in flight at once (default: distill.slots, or the circuit's n_parallel).")
+def distill_command(config_file: str | None, memory: str | None, index: str | None, slots: int | None) -> None:
+    """Distill the memory into facts with the config's distill.circuit, here, without a server:
+    every window not distilled yet (Ctrl-C stops; the next run goes on from there)."""
+    from echo.config import EMBEDDED_MODEL, fit_to_hardware
+    from echo.llm.engine import load_engine
+    from echo.llm.models import check_models
+    from echo.memory.distill import DistillBusy, Distiller, distilling_lock
+
+    config, memory_dir, _ = _memory_folders(config_file, memory, index)
+    config, _ = fit_to_hardware(config, 0)
+    d = config.distill
+    circuit = config.circuits[d.circuit]
+    store = _fact_store(config, memory_dir)
+    try:
+        distiller = Distiller(config, store, circuit.n_ctx, memory_dir)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    if circuit.engine == "llama" and circuit.model == EMBEDDED_MODEL:
+        click.echo("note: the embedded SmolLM2-135M writes poor facts; use it to try distillation, not to keep them", err=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    engine = load_engine(circuit, check_models(config).get(d.circuit))
+    slots = slots or d.slots or circuit.n_parallel
+
+    def complete(messages, response_format, halt):
+        done = engine.chat(messages, max_tokens=d.max_tokens, greedy=True, response_format=response_format, cancel=halt)
+        return done.text, done.prompt_tokens, done.completion_tokens
+
+    shown = {"at": 0.0}
+    tty = sys.stderr.isatty()
+
+    def show(progress: dict) -> None:
+        if not tty and time.monotonic() - shown["at"] < 10 and progress["state"] == "distilling":
+            return
+        shown["at"] = time.monotonic()
+        click.echo(("\r" if tty else "") + _distill_line(progress), err=True, nl=not tty)
+
+    try:
+        with distilling_lock(store.path.parent):
+            result = distiller.run(complete, slots, stop, show)
+    except DistillBusy as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        getattr(engine, "close", lambda: None)()
+    if tty:
+        click.echo("", err=True)
+    dropped = ", ".join(f"{n} {why}" for why, n in result["dropped"].items()) or "none"
+    click.echo(
+        f"{result['state']}: {result['windows_done']} of {result['windows']} windows distilled, {result['facts_added']} facts added "
+        f"({result['facts_known_already']} already known; dropped: {dropped}; {result['windows_failed']} windows failed), "
+        f"{result['windows_open']} waiting for their conversation to go quiet"
+    )
+    if result["state"] == "stopped":
+        click.echo("run `echo-server distill` again to go on where it stopped", err=True)
+        sys.exit(130)
+
+
+def _distill_line(p: dict) -> str:
+    eta = f"{p['eta_s'] // 60:.0f} min left" if p.get("eta_s") is not None else "time left: measuring"
+    return (
+        f"distill: parts {p['parts_done']}/{p['parts']}  windows {p['windows_done']}/{p['windows']}  facts +{p['facts_added']}  "
+        f"{p['tokens_per_s']:.0f} tokens/s  {eta}"
+    )
+
+
 @main.command("plan")
 @click.option("--config", "-c", "config_file", envvar=CONFIG_ENV, help=f"YAML config (default: ${CONFIG_ENV} or configs/default.yaml).")
 @click.option("--gpu-gb", type=click.FloatRange(1, 10_000), default=48.0, show_default=True, help="The GPU's memory in GB (an A40: 48).")
-def plan_command(config_file: str | None, gpu_gb: float) -> None:
-    """Will the circuits fit on one GPU? Read from the GGUF headers, weights never loaded."""
+@click.option("--lines", type=click.IntRange(1), help="Estimate the first distillation for a memory of this many lines like the config's (default: its own).")
+def plan_command(config_file: str | None, gpu_gb: float, lines: int | None) -> None:
+    """Will the circuits fit on one GPU? Read from the GGUF headers, weights never loaded. And
+    how long the first distillation of the memory would take on an A40."""
     from echo.llm.plan import PlanError, plan, render
+    from echo.ops.distill_plan import estimate, render_estimate
 
     try:
-        result = plan(load_config(config_file), int(gpu_gb * 10**9))
+        config = load_config(config_file)
+        result = plan(config, int(gpu_gb * 10**9))
     except (ConfigError, PlanError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(render(result))
+    guess = estimate(config, config.memory_dir, lines)
+    click.echo(render_estimate(config, guess) if guess else f"distill: no parts in {config.memory_dir} to measure the first distillation by")
     if not result.fits:
         click.echo("Fix: fewer slots (n_parallel), fewer GPU layers (n_gpu_layers), a shorter n_ctx, a smaller quantization, or a bigger GPU.", err=True)
         sys.exit(1)

@@ -98,6 +98,14 @@ def _measure(answer: dict) -> None:
         metrics.requests_degraded().inc()
 
 
+def _distill_target(config: EchoConfig, circuits: dict[str, DeploymentHandle]) -> tuple[str, str] | None:
+    """(app, deployment) of the circuit the MemoryActor's distiller writes facts with."""
+    if not config.distill.enabled:
+        return None
+    handle = circuits[config.distill.circuit]
+    return serve.get_replica_context().app_name, handle.deployment_name
+
+
 @serve.deployment(name="EchoBrain")
 @serve.ingress()
 class EchoBrain:
@@ -109,7 +117,7 @@ class EchoBrain:
         self.brain = Brain(
             self.config,
             circuits={name: HandleCircuit(handle) for name, handle in circuits.items()},
-            memory=ActorMemory(memory_actor(self.config), watchdog_actor(self.config)),
+            memory=ActorMemory(memory_actor(self.config, _distill_target(self.config, circuits)), watchdog_actor(self.config)),
             identity=identity,
             token=users.origin_token(),
             on_answer=_measure,

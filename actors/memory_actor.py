@@ -25,6 +25,7 @@ from echo.config import MEMORY_HOME, EchoConfig
 from echo.memory.conversation import Exchange, RecentConversations, read_conversation
 from echo.memory.dates import parse_bound
 from echo.memory.dense import choose_embedder
+from echo.memory.distill import DistillBusy, Distiller, distilling_lock
 from echo.memory.facts import CHANGING, FactDesk, FactStore
 from echo.memory.parsing import parse_part, stamp_line
 from echo.memory.scheduler import IndexScheduler
@@ -38,11 +39,12 @@ log = logging.getLogger("echo.memory")
 NAMESPACE = "echo"
 SKIPPED_SHOWN = 20  # entries of memory/ that are not read, named in /health (insight.json has every one)
 SETTLE_S = 0.25  # a part written this recently may still be being written: it waits
+DISTILL_RECHECK_S = 60.0  # how often the distiller looks again for a conversation gone quiet
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=8)
 class MemoryActor:
-    def __init__(self, config: dict):
+    def __init__(self, config: dict, distill_target: tuple[str, str] | None = None):
         self.config = EchoConfig.model_validate(config)
         self.config.memory_dir.mkdir(parents=True, exist_ok=True)
         # A crash mid-write leaves a cut-off last line: end it, or set it aside, before writing.
@@ -67,6 +69,12 @@ class MemoryActor:
         self._watchdog = None  # found by name at the first save
         self.index = IndexScheduler(self._update_index, self._embed)
         threading.Thread(target=self._index_thread, name="memory-index", daemon=True).start()
+        # The distiller: after the boot replay, and again after every update of the index.
+        self.distill_state: dict = {"state": "off"}
+        self._distill_wake = threading.Event()
+        if self.config.distill.enabled and distill_target is not None:
+            self.distill_state = {"state": "waiting for the replay"}
+            threading.Thread(target=self._distill_thread, args=(distill_target,), name="memory-distill", daemon=True).start()
 
     # -- writing ---------------------------------------------------------------------
 
@@ -148,6 +156,7 @@ class MemoryActor:
             else:
                 self.search_engine.refresh()
             self.fact_desk.parts_changed()  # a fact whose lines changed is stale from now on
+            self._distill_wake.set()  # new or changed parts: their windows are distilled
             self._measure_facts()
             if first:
                 self.boot_replay = insight["last_replay"]
@@ -199,6 +208,51 @@ class MemoryActor:
         self.embedding_state = {"state": "ready" if done >= total else "paused", "embedded": done, "turns": total, **fallback}
         metrics.memory_turns().set(done, tags={"kind": "embedded"})
 
+    # -- distilling -------------------------------------------------------------------
+
+    def _distill_thread(self, target: tuple[str, str]) -> None:
+        """Distill what is pending whenever the index took parts in (and every minute, for a
+        conversation that has gone quiet), through the circuit's deployment, all its slots."""
+        from ray import serve
+
+        d, app, deployment = self.config.distill, *target
+        circuit = self.config.circuits[d.circuit]
+        try:
+            distiller = Distiller(self.config, self.fact_store, circuit.n_ctx)
+        except ValueError as exc:
+            self.distill_state = {"state": "failed", "reason": str(exc)}
+            return
+        stop = threading.Event()  # never set: the actor's end ends the thread
+        handle = None
+        while True:
+            self._distill_wake.wait(DISTILL_RECHECK_S)
+            self._distill_wake.clear()
+            if self.search_engine is None:
+                continue
+            try:
+                handle = handle or serve.get_deployment_handle(deployment, app_name=app)
+                with distilling_lock(self.config.facts_dir):
+                    self._distill_counted = 0  # facts_added counts from 0 in each run
+                    distiller.run(_through(handle, d.max_tokens), d.slots or circuit.n_parallel, stop, self._distill_progress)
+            except DistillBusy as exc:
+                self.distill_state = {"state": "waiting", "reason": str(exc)}
+            except Exception as exc:
+                log.exception("distillation failed")
+                self.distill_state = {**self.distill_state, "state": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+                time.sleep(5)
+            metrics.distill_tokens_per_second().set(0)
+
+    def _distill_progress(self, progress: dict) -> None:
+        added, self._distill_counted = progress["facts_added"] - self._distill_counted, progress["facts_added"]
+        self.distill_state = {**progress, "circuit": self.config.distill.circuit}
+        if added > 0:
+            metrics.distill_facts().inc(added)
+            self._measure_facts()
+            self.index.notify()  # the index thread embeds the new facts
+        for kind, value in (("done", progress["windows_done"]), ("left", progress["windows_left"]), ("open", progress["windows_open"])):
+            metrics.distill_windows().set(value, tags={"kind": kind})
+        metrics.distill_tokens_per_second().set(progress["tokens_per_s"] if progress["state"] == "distilling" else 0)
+
     # -- reading ---------------------------------------------------------------------
 
     def search(self, query: str, k: int = 10, user: str | None = None, mode: str = "hybrid", since: str | None = None, before: str | None = None) -> list[dict]:
@@ -239,11 +293,30 @@ class MemoryActor:
             "replay": self.replay_state,
             "embedding": self.embedding_state,
             "facts": self.fact_desk.status(),
+            "distill": self.distill_state,
         }
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _through(handle, max_tokens: int):
+    """echo.memory.distill.Complete over the circuit's deployment: background requests, greedy
+    (a window distilled again gives the same facts), cancelled when the job stops."""
+
+    def complete(messages: list, response_format: dict, stop: threading.Event) -> tuple[str, int, int]:
+        response = handle.generate.remote(messages, background=True, greedy=True, response_format=response_format, max_tokens=max_tokens)
+        while True:
+            try:
+                done = response.result(timeout_s=1.0)
+                return done.text, done.prompt_tokens, done.completion_tokens
+            except TimeoutError:
+                if stop.is_set():
+                    response.cancel()
+                    raise
+
+    return complete
 
 
 def _measure_lag(parts: list) -> None:
@@ -287,8 +360,10 @@ def home_resources() -> dict:
     return {MEMORY_HOME: 0.01} if ray.cluster_resources().get(MEMORY_HOME) else {}
 
 
-def memory_actor(config: EchoConfig):
-    """The memory folder's writer: created on first use, then found by name."""
+def memory_actor(config: EchoConfig, distill_target: tuple[str, str] | None = None):
+    """The memory folder's writer: created on first use, then found by name. distill_target
+    (app, deployment) is the circuit the distiller sends its windows to: given by the brain,
+    which creates the actor first, and kept by Ray across the actor's restarts."""
     return MemoryActor.options(
         name=actor_name(config.memory_dir),
         namespace=NAMESPACE,
@@ -296,4 +371,4 @@ def memory_actor(config: EchoConfig):
         get_if_exists=True,
         num_gpus=config.recall.embedding_num_gpus,  # a GGUF embedding model on the GPU needs one in sight
         resources=home_resources(),
-    ).remote(config.model_dump(mode="json"))
+    ).remote(config.model_dump(mode="json"), distill_target)

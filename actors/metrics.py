@@ -89,3 +89,20 @@ def facts() -> metrics.Gauge:
 @functools.cache
 def facts_imported() -> metrics.Counter:
     return metrics.Counter("echo_facts_imported", "Facts added by `facts import` (the CLI or the owner over HTTP).")
+
+
+@functools.cache
+def distill_windows() -> metrics.Gauge:
+    return metrics.Gauge(
+        "echo_distill_windows", "Windows of the memory for the distiller: done, left (to distill), open (their conversation still going).", tag_keys=("kind",)
+    )
+
+
+@functools.cache
+def distill_facts() -> metrics.Counter:
+    return metrics.Counter("echo_distill_facts", "Facts the distiller added to the store.")
+
+
+@functools.cache
+def distill_tokens_per_second() -> metrics.Gauge:
+    return metrics.Gauge("echo_distill_tokens_per_second", "Prompt and generated tokens per second of the distillation running now (0 when none runs).")

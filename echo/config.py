@@ -183,6 +183,26 @@ class FactsConfig(Strict):
     undo_minutes: float = Field(1440.0, ge=0.0, le=525_600.0, description="How long a forgotten fact can be brought back (`echo-server facts undo`, the page).")
 
 
+class DistillConfig(Strict):
+    """The distiller: a circuit reads the memory and writes facts citing its lines (docs/memory.md#distillation)."""
+
+    enabled: bool = Field(
+        False,
+        description="Distill the whole memory once after the boot replay, then every new or changed part in the background. "
+        "Off in configs/default.yaml: SmolLM2-135M writes facts too poor to keep.",
+    )
+    circuit: Literal["emotion", "creation", "self"] = Field("self", description="The circuit that writes the facts; its requests yield to answers.")
+    window_turns: int = Field(12, ge=2, le=400, description="Turns of one conversation read at once (whole exchanges; fewer when the context is short).")
+    max_tokens: int = Field(384, ge=32, le=32_768, description="Tokens the circuit may spend on one window's facts (JSON).")
+    known_facts: int = Field(
+        12,
+        ge=0,
+        le=200,
+        description="Facts already known about the window's people shown beside it (within a quarter of the context), so it can update rather than repeat them.",
+    )
+    slots: int | None = Field(None, ge=1, le=64, description="Windows in flight at once; unset: the circuit's n_parallel (all its batch slots).")
+
+
 class ConversationConfig(Strict):
     """What of the conversation so far goes into each prompt."""
 
@@ -236,6 +256,7 @@ class EchoConfig(Strict):
     recall: RecallConfig = Field(RecallConfig(), description="How memories are searched and put into prompts.")
     conversation: ConversationConfig = Field(ConversationConfig(), description="How much of the conversation so far each prompt carries.")
     facts: FactsConfig = Field(FactsConfig(), description="What Echo knows about the people in the memory.")
+    distill: DistillConfig = Field(DistillConfig(), description="Facts written by a circuit from the memory.")
     markers: dict[str, Literal["user", "assistant", "echo"]] = Field(
         dict(DEFAULT_MARKERS),
         description="The speaker markers that start a turn in memory/, and who speaks after each; new exchanges are saved with the 'user' and 'echo' ones.",

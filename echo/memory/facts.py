@@ -194,7 +194,7 @@ def parse_import(lines: Iterable[str | bytes], parts: PartLines, tz: str, users:
             problems.append(f'line {number}: not JSON{where}: each line is one object such as {{"user": "...", "text": "...", "cites": [...]}}')
             continue
         try:
-            facts.append(_fact_of(item, parts, tz, users))
+            facts.append(checked_fact(item, parts, tz, users))
         except ValueError as exc:
             problems.append(f"line {number}: {exc}")
     if problems:
@@ -202,7 +202,7 @@ def parse_import(lines: Iterable[str | bytes], parts: PartLines, tz: str, users:
     return facts
 
 
-def _fact_of(item: object, parts: PartLines, tz: str, users: set[str]) -> Fact:
+def checked_fact(item: object, parts: PartLines, tz: str, users: set[str]) -> Fact:
     if not isinstance(item, dict):
         raise ValueError("not a JSON object: each line is one fact, an object with user, text and cites")
     unknown = sorted(set(item) - _FIELDS)

@@ -71,7 +71,7 @@ def test_search_says_what_is_missing(tmp_path):
 
 def test_every_command_has_help():
     runner = CliRunner()
-    commands = ["serve", "ask", "replay", "search", "plan", "doctor", "package", "restore", "user-key"]
+    commands = ["serve", "ask", "replay", "search", "distill", "plan", "doctor", "package", "restore", "user-key"]
     listed = runner.invoke(main, ["--help"]).output
     for command in commands:
         assert command in listed
@@ -185,3 +185,26 @@ def test_facts_from_the_shell_import_list_show_search_delete_undo(tmp_path):
     back = runner.invoke(main, ["facts", "undo", "--memory", str(memory)])
     assert back.exit_code == 0 and good["text"] in back.output
     assert runner.invoke(main, ["facts", "undo", "--memory", str(memory)]).exit_code == 1  # nothing left to undo, and it says so
+
+
+def test_distill_writes_facts_with_smollm2_and_a_second_run_finds_nothing_left(tmp_path):
+    talk = "".join(f"나의 말:\nI moved to Busan for a job at a bakery, part {n}.\nChatGPT의 말:\nHow is it?\n" for n in range(3))
+    write(tmp_path / "memory", "day0301/minji/part1.txt", talk)
+    first = CliRunner().invoke(main, ["distill", "--config", config_in(tmp_path)])
+    assert first.exit_code == 0, first.output
+    assert "done: 1 of 1 windows distilled" in first.output and "SmolLM2-135M writes poor facts" in first.output
+    ledger = [json.loads(line) for line in (tmp_path / "memory_facts" / "distilled.jsonl").read_text().splitlines()]
+    assert [e["path"] for e in ledger] == ["day0301/minji/part1.txt"]
+    facts = [json.loads(line) for line in (tmp_path / "memory_facts" / "facts.jsonl").read_text().splitlines()] if ledger[0].get("facts") else []
+    assert all(f["source"] == "distilled" and f["cites"][0]["path"] == "day0301/minji/part1.txt" for f in facts)
+    again = CliRunner().invoke(main, ["distill", "--config", config_in(tmp_path)])
+    assert again.exit_code == 0 and "done: 1 of 1 windows distilled, 0 facts added" in again.output
+
+
+def test_distill_while_another_distills_the_same_memory_says_so(tmp_path):
+    from echo.memory.distill import distilling_lock
+
+    write(tmp_path / "memory", "day0301/minji/part1.txt", "나의 말:\nhello\nChatGPT의 말:\nhi\n")
+    with distilling_lock(tmp_path / "memory_facts"):
+        busy = CliRunner().invoke(main, ["distill", "--config", config_in(tmp_path)])
+    assert busy.exit_code == 1 and "another process is distilling this memory" in busy.output and "Traceback" not in busy.output

@@ -123,3 +123,29 @@ def test_the_a40_config_fits_with_its_slots(models, tmp_path):
         data["circuits"][name]["model"] = str(path)
     result = plan(parse_config(data, base_dir=tmp_path), A40_BYTES)
     assert [c.slots for c in result.circuits] == [4, 2, 4] and result.fits
+
+
+def test_plan_estimates_the_first_distillation_from_the_memory_scaled_to_the_lines_asked(models, tmp_path):
+    import yaml
+
+    from echo.config import REPO_ROOT, parse_config
+    from echo.ops.distill_plan import SOURCE, estimate
+    from tests.samples import write
+
+    for n in range(1, 4):
+        write(tmp_path / "memory", f"day0301/origin/part{n}.txt", "".join(f"나의 말:\nI went hiking on day {i}.\nChatGPT의 말:\nNice!\n" for i in range(20)))
+    data = yaml.safe_load((REPO_ROOT / "configs" / "a40.yaml").read_text(encoding="utf-8"))
+    for name, path in models[0].items():
+        data["circuits"][name]["model"] = str(path)
+    data["memory_dir"] = str(tmp_path / "memory")
+    config = parse_config(data, base_dir=tmp_path)
+    own, scaled = estimate(config, config.memory_dir), estimate(config, config.memory_dir, 300_000)
+    assert own.lines == own.measured_lines == 240 and own.windows == 3 * 4  # 40 turns a part, 12 a window, exchanges whole
+    assert scaled.windows == round(own.windows * 300_000 / 240) and scaled.prompt_tokens > own.prompt_tokens * 1000
+    assert scaled.slots == 4 and scaled.batched_s < scaled.serial_s
+    config_file = tmp_path / "a40.yaml"
+    config_file.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    printed = CliRunner().invoke(main, ["plan", "--config", str(config_file), "--lines", "300000"])
+    assert printed.exit_code == 0, printed.output
+    line = next(text for text in printed.output.splitlines() if text.startswith("distill:"))
+    assert "300,000 lines" in line and f"{scaled.windows:,} windows" in line and "A40 48GB" in line and SOURCE in line
