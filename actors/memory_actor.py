@@ -8,6 +8,8 @@ an index exists and gets better as vectors arrive.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import hashlib
 import json
 import logging
@@ -303,17 +305,29 @@ def _now() -> str:
 
 def _through(handle, max_tokens: int):
     """echo.memory.distill.Complete over the circuit's deployment: background requests, greedy
-    (a window distilled again gives the same facts), cancelled when the job stops."""
+    (a window distilled again gives the same facts), cancelled when the job stops. The calls run
+    on an event loop of their own: Serve's throughput-optimized handles route on the caller's
+    loop, and this actor's threads have none."""
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, name="distill-calls", daemon=True).start()
+
+    async def call(messages: list, response_format: dict):
+        response = handle.generate.remote(messages, background=True, greedy=True, response_format=response_format, max_tokens=max_tokens)
+        try:
+            return await response
+        except asyncio.CancelledError:
+            response.cancel()  # its slot is free at the engine's next step
+            raise
 
     def complete(messages: list, response_format: dict, stop: threading.Event) -> tuple[str, int, int]:
-        response = handle.generate.remote(messages, background=True, greedy=True, response_format=response_format, max_tokens=max_tokens)
+        future = asyncio.run_coroutine_threadsafe(call(messages, response_format), loop)
         while True:
             try:
-                done = response.result(timeout_s=1.0)
+                done = future.result(timeout=1.0)
                 return done.text, done.prompt_tokens, done.completion_tokens
-            except TimeoutError:
+            except concurrent.futures.TimeoutError:
                 if stop.is_set():
-                    response.cancel()
+                    future.cancel()
                     raise
 
     return complete

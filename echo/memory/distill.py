@@ -236,13 +236,16 @@ def read_answer(text: str, window: Window, known: list[Fact], parts: PartLines, 
     """The facts of a window's answer, checked as an import is: a cite outside the window, a
     supersedes not among the known facts, a bad field: that fact is dropped and counted.
     ValueError when the answer is not the JSON asked for (cut off, or no grammar held it)."""
+    outcome = Outcome()
     try:
         data = json.loads(text)
     except (json.JSONDecodeError, RecursionError):
-        raise ValueError("the answer is not complete JSON (cut off: raise distill.max_tokens)") from None
+        data = _whole_facts(text)  # cut off at max_tokens: the facts it finished still count
+        if data is None:
+            raise ValueError("the answer is not complete JSON and has no whole fact (cut off: raise distill.max_tokens)") from None
+        outcome.dropped["cut off at distill.max_tokens"] += 1
     if not isinstance(data, dict) or not isinstance(data.get("facts"), list):
         raise ValueError('the answer is not {"facts": [...]}')
-    outcome = Outcome()
     for item in data["facts"]:
         if not isinstance(item, dict):
             outcome.dropped["not an object"] += 1
@@ -276,6 +279,18 @@ def read_answer(text: str, window: Window, known: list[Fact], parts: PartLines, 
             continue
         outcome.facts.append(replace(fact, source="distilled"))
     return outcome
+
+
+def _whole_facts(text: str) -> dict | None:
+    """The facts of an answer cut off mid-way: the list up to its last whole fact, or None."""
+    end = len(text)
+    while (end := text.rfind("}", 0, end)) > 0:
+        try:
+            data = json.loads(text[: end + 1] + "]}")
+        except (json.JSONDecodeError, RecursionError):
+            continue
+        return data if isinstance(data, dict) and data.get("facts") else None
+    return None
 
 
 def new_only(facts: list[Fact], live: Iterable[Fact]) -> tuple[list[Fact], int]:
@@ -385,6 +400,7 @@ class Distiller:
         self.ledger = Ledger(store.path.parent)
         self.parts = PartLines(self.memory_dir)
         self.progress: dict = {"state": "idle"}
+        self.last_run: dict | None = None  # what the last run that distilled anything did, kept beside a run with nothing to do
         self._windows: dict[str, tuple[tuple, list[Window]]] = {}
 
     # what is left
@@ -461,6 +477,7 @@ class Distiller:
                 "windows_per_s": round(rate, 3),
                 "eta_s": round((total_left - finished) / rate) if rate else None,
                 "seconds": round(elapsed, 1),
+                **({"last_run": self.last_run} if self.last_run else {}),
             }
             if on_progress is not None:
                 on_progress(self.progress)
@@ -509,14 +526,22 @@ class Distiller:
                         to_store.extend(outcome.facts)
                         dropped.update(outcome.dropped)
                         entry.update(facts=len(outcome.facts), dropped=sum(outcome.dropped.values()))
-                    to_record.append(entry)
+                    if entry.get("facts"):
+                        to_record.append(entry)  # recorded once its facts are stored, at the next flush
+                    else:
+                        self.ledger.record([entry])  # nothing to store: done now
                     counts["windows_done"] = counts.get("windows_done", 0) + 1
                 if time.monotonic() - last_flush >= FLUSH_EVERY_S:
                     flush()
                     report("distilling")
         flush()
         _, counts = self.pending()
-        return report("stopped" if stop.is_set() else "done")
+        final = report("stopped" if stop.is_set() else "done")
+        if counts.get("windows_done", 0) > base_done:
+            kept = ("facts_added", "facts_known_already", "dropped", "windows_failed", "tokens", "tokens_per_s", "windows_per_s", "seconds")
+            self.last_run = {"windows": counts["windows_done"] - base_done, **{k: final[k] for k in kept}, "ended_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            final = report(final["state"])
+        return final
 
 
 def part_paths(memory_dir: Path) -> list[str]:

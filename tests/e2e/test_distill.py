@@ -25,12 +25,17 @@ TALKS = [
 ]
 
 
+PARTS = 6
+WINDOWS = 2 * PARTS
+
+
 def part_text(talk: list[tuple[str, str]]) -> str:
     return "".join(f"나의 말:\n{q}\nChatGPT의 말:\n{a}\n" for q, a in talk)
 
 
 def distill_state(app: Echo) -> dict:
-    return httpx.get(f"{app.url}/health", timeout=30).json()["memory"]["distill"]
+    """/health's memory.distill; {} while the MemoryActor restarts (its health is then an error)."""
+    return httpx.get(f"{app.url}/health", timeout=30).json()["memory"].get("distill") or {}
 
 
 def ledger(app: Echo) -> list[dict]:
@@ -46,15 +51,15 @@ def distilling(echo: Echo, tmp_path_factory) -> Echo:
 
     home = tmp_path_factory.mktemp("distill-home")
     shutil.copytree(REPO_ROOT / "manifest", home / "manifest")
-    for n, talk in enumerate(TALKS, 1):
-        path = home / "memory" / "day0301" / "origin" / f"part{n}.txt"
+    for n in range(PARTS):  # a window at a time: long enough to be stopped halfway
+        path = home / "memory" / f"day03{n // len(TALKS) + 1:02d}" / "origin" / f"part{n % len(TALKS) + 1}.txt"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(part_text(talk), encoding="utf-8")
+        path.write_text(part_text(TALKS[n % len(TALKS)]), encoding="utf-8")
     data = yaml.safe_load(DEFAULT_CONFIG.read_text(encoding="utf-8"))
     for name in ("emotion", "creation"):  # instant: the two cores are the self circuit's, which distills
         data["circuits"][name]["engine"] = "echo"
     data["circuits"]["self"]["max_tokens"] = 32
-    data.update(**folders(home), distill={"enabled": True, "window_turns": 2, "max_tokens": 200, "known_facts": 4})
+    data.update(**folders(home), distill={"enabled": True, "window_turns": 2, "max_tokens": 200, "known_facts": 4, "slots": 1})
     config = home / "distill.yaml"
     config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     serve.run(build_app({"config": str(config)}), name="distill", route_prefix="/distill")
@@ -72,15 +77,15 @@ def test_the_memory_is_distilled_through_the_self_circuit_resuming_after_a_resta
 
     from actors.memory_actor import NAMESPACE, actor_name
 
-    state = wait_for(lambda: (s := distill_state(distilling))["state"] == "distilling" and s, 180, "the distiller at work after the boot replay")
-    assert state["windows"] == 8 and state["circuit"] == "self"
-    answer = distilling.ask({"prompt": "Where do I live now?"}, token=distilling.token)
-    assert answer.status_code == 200 and answer.json()["reply"]  # an ask meanwhile is answered
     wait_for(lambda: ledger(distilling), 300, "a first window recorded")
+    answer = distilling.ask({"prompt": "Where do I live now?"}, token=distilling.token)
+    assert answer.status_code == 200 and answer.json()["reply"]  # asked while the first distillation runs
+    halfway = distill_state(distilling)
+    assert halfway["state"] == "distilling" and halfway["circuit"] == "self" and len(ledger(distilling)) < WINDOWS, halfway
     ray.kill(ray.get_actor(actor_name(distilling.home / "memory"), namespace=NAMESPACE), no_restart=False)  # mid-job
-    done = wait_for(lambda: (s := distill_state(distilling))["state"] == "done" and s["windows_left"] == 0 and s, 900, "the job finished after the restart")
+    done = wait_for(lambda: (s := distill_state(distilling)).get("state") == "done" and s["windows_left"] == 0 and s, 900, "the job finished after the restart")
     keys = [entry["key"] for entry in ledger(distilling)]
-    assert len(keys) == len(set(keys)) == 8 == done["windows_done"]  # every window once: none twice, none skipped
+    assert len(keys) == len(set(keys)) == WINDOWS == done["windows_done"]  # every window once: none twice, none skipped
     assert done["windows_open"] == 1  # the exchange just asked is a conversation still going: it waits
 
     facts = [json.loads(line) for line in (distilling.home / "memory_facts" / "facts.jsonl").read_text(encoding="utf-8").splitlines()]
@@ -95,10 +100,10 @@ def test_the_memory_is_distilled_through_the_self_circuit_resuming_after_a_resta
 
 
 def test_a_part_dropped_in_later_is_distilled(distilling: Echo):
-    wait_for(lambda: distill_state(distilling)["state"] == "done", 900, "the first distillation done")
-    new = distilling.home / "memory" / "day0302" / "origin" / "part1.txt"
+    wait_for(lambda: distill_state(distilling).get("state") == "done", 900, "the first distillation done")
+    new = distilling.home / "memory" / "day0401" / "origin" / "part1.txt"
     new.parent.mkdir(parents=True, exist_ok=True)
     new.write_text(part_text([("My brother Joon just opened a ramen shop in Daegu.", "Congratulations to him!")]), encoding="utf-8")
-    wait_for(lambda: any(e["path"] == "day0302/origin/part1.txt" for e in ledger(distilling)), 300, "the new part's window distilled")
-    state = wait_for(lambda: (s := distill_state(distilling))["state"] == "done" and s, 120, "the distiller idle again")
-    assert state["windows_left"] == 0 and state["windows_done"] == 9
+    wait_for(lambda: any(e["path"] == "day0401/origin/part1.txt" for e in ledger(distilling)), 300, "the new part's window distilled")
+    state = wait_for(lambda: (s := distill_state(distilling)).get("state") == "done" and s, 120, "the distiller idle again")
+    assert state["windows_left"] == 0 and state["windows_done"] == WINDOWS + 1

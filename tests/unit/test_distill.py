@@ -136,6 +136,9 @@ def test_an_answer_becomes_facts_that_cite_the_turns_lines_and_a_cite_outside_th
     assert dict(outcome.dropped) == {"cites a turn outside the window": 1, "supersedes a fact it was not shown": 1}
     with pytest.raises(ValueError, match="not complete JSON"):
         read_answer('{"facts": [{"about": "min', window, [], PartLines(config.memory_dir), config.timezone, {"minji"})
+    cut = text[: text.index("Minji has a cat")]  # cut off at max_tokens inside the second fact
+    kept = read_answer(cut, window, [], PartLines(config.memory_dir), config.timezone, {"minji"})
+    assert [f.text for f in kept.facts] == ["Minji moved from Seoul to Busan for a new job."] and kept.dropped == {"cut off at distill.max_tokens": 1}
 
 
 def test_the_schema_lets_the_answer_cite_only_the_windows_turns_and_supersede_only_known_facts():
