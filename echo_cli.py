@@ -413,9 +413,10 @@ def distill_command(config_file: str | None, memory: str | None, index: str | No
     """Distill the memory into facts with the config's distill.circuit, here, without a server:
     every window not distilled yet (Ctrl-C stops; the next run goes on from there)."""
     from echo.config import EMBEDDED_MODEL, fit_to_hardware
+    from echo.llm.completion import KVCacheFullError
     from echo.llm.engine import load_engine
     from echo.llm.models import check_models
-    from echo.memory.distill import DistillBusy, Distiller, distilling_lock
+    from echo.memory.distill import CircuitUnavailable, DistillBusy, Distiller, WindowTooLong, distilling_lock
 
     config, memory_dir, _ = _memory_folders(config_file, memory, index)
     config, _ = fit_to_hardware(config, 0)
@@ -434,7 +435,10 @@ def distill_command(config_file: str | None, memory: str | None, index: str | No
     slots = slots or d.slots or circuit.n_parallel
 
     def complete(messages, response_format, halt):
-        done = engine.chat(messages, max_tokens=d.max_tokens, greedy=True, response_format=response_format, cancel=halt)
+        try:
+            done = engine.chat(messages, max_tokens=d.max_tokens, greedy=True, response_format=response_format, cancel=halt)
+        except KVCacheFullError as exc:
+            raise WindowTooLong(str(exc)) from None
         return done.text, done.prompt_tokens, done.completion_tokens
 
     shown = {"at": 0.0}
@@ -449,7 +453,7 @@ def distill_command(config_file: str | None, memory: str | None, index: str | No
     try:
         with distilling_lock(store.path.parent):
             result = distiller.run(complete, slots, stop, show)
-    except DistillBusy as exc:
+    except (DistillBusy, CircuitUnavailable) as exc:
         raise click.ClickException(str(exc)) from None
     finally:
         getattr(engine, "close", lambda: None)()
@@ -495,6 +499,126 @@ def plan_command(config_file: str | None, gpu_gb: float, lines: int | None) -> N
     if not result.fits:
         click.echo("Fix: fewer slots (n_parallel), fewer GPU layers (n_gpu_layers), a shorter n_ctx, a smaller quantization, or a bigger GPU.", err=True)
         sys.exit(1)
+
+
+@main.command("rehearse")
+@click.option("--config", "-c", "config_file", envvar=CONFIG_ENV, help=f"The deployment's YAML config (default: ${CONFIG_ENV} or configs/default.yaml).")
+@click.option("--max-tokens", type=click.IntRange(8, 4096), default=48, show_default=True, help="Each circuit's answers capped at this many tokens.")
+@click.option("--keep", is_flag=True, help="Keep the rehearsal's folder (its memory, facts, projects) instead of removing it.")
+def rehearse_command(config_file: str | None, max_tokens: int, keep: bool) -> None:
+    """Boot a deployment's config here before paying for its GPU: the embedded model stands in
+    for each GGUF that is missing, GPU shares are zero, and a fresh folder holds its memory.
+    Asks each route once and prints what worked; exit code 0 only when all did."""
+    import secrets
+    import shutil
+    import socket
+    import tempfile
+
+    from echo.config import REPO_ROOT
+    from echo.ops.rehearse import ray_resources, rehearsal_config, run_checks
+
+    try:
+        config = load_config(config_file)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+    def free_port() -> int:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            return probe.getsockname()[1]
+
+    home = Path(tempfile.mkdtemp(prefix="echo-rehearsal-"))
+    rehearsed, notes = rehearsal_config(config, home, free_port(), max_tokens)
+    if not rehearsed.manifest_dir.is_dir():
+        rehearsed = rehearsed.model_copy(update={"manifest_dir": REPO_ROOT / "manifest"})
+        notes.append(f"manifest: {config.manifest_dir} is not here: Echo's own manifest/ stands in")
+    click.echo(f"REHEARSAL of {config_path_shown(config_file)}: this deployment booted here, NOT with its real models")
+    for note in notes:
+        click.echo(f"  - {note}")
+    token = secrets.token_hex(16)
+    os.environ["ECHO_ORIGIN_TOKEN"] = token  # the rehearsal's own owner, before Ray starts: never the real one
+    for name in ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT"):
+        os.environ[name] = str(free_port())  # beside another Serve on this machine
+    cpus = sum(c.num_cpus * (c.autoscaling.min_replicas if c.autoscaling else c.replicas or 1) for c in rehearsed.circuits.values()) + 2
+
+    import ray
+    from ray import serve
+
+    from serve_app import build_from_config, start_ray
+
+    url = f"http://127.0.0.1:{rehearsed.port}"
+    checks = []
+    try:
+        start_ray(num_cpus=max(os.cpu_count() or 1, int(cpus + 0.999)), resources=ray_resources(rehearsed), include_dashboard=False, log_to_driver=False)
+        serve.start(http_options={"host": "127.0.0.1", "port": rehearsed.port})
+        serve.run(build_from_config(rehearsed), name="echo", route_prefix="/")
+        health = _wait_health(url, 900)
+        for name, circuit in health["circuits"].items():
+            checks.append(
+                (f"boot: circuit {name}", circuit["state"] == "ready", circuit.get("reason") or f"{circuit.get('model')}, {circuit['load']['slots']} slots")
+            )
+        memory = _wait_memory(url, 300)
+        checks.append(("boot: memory", memory["replay"]["state"] == "ready", f"replay {memory['replay']['state']}, embedding {memory['embedding']['state']}"))
+        if rehearsed.distill.enabled:
+            distill = memory.get("distill") or {}
+            checks.append(("boot: distiller", distill.get("state") not in (None, "off", "failed"), distill.get("reason") or distill.get("state", "absent")))
+
+        def post(path: str, body: dict, bearer: str | None) -> dict:
+            request = urllib.request.Request(
+                f"{url}{path}", data=json.dumps(body).encode(), headers={"Content-Type": "application/json", "Authorization": f"Bearer {bearer}"}
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=900) as response:
+                    return json.loads(response.read())
+            except urllib.error.HTTPError as exc:
+                raise RuntimeError(f"HTTP {exc.code}: {exc.read().decode('utf-8', 'replace')[:200]}") from None
+
+        checks += [(c.route, c.ok, c.detail) for c in run_checks(post, token)]
+    except Exception as exc:
+        checks.append(("boot", False, f"{type(exc).__name__}: {exc}"[:400]))
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+        if not keep:
+            shutil.rmtree(home, ignore_errors=True)
+    for route, ok, detail in checks:
+        click.echo(f"{'ok    ' if ok else 'FAILED'} {route}: {detail}")
+    failed = [route for route, ok, _ in checks if not ok]
+    click.echo(f"rehearsal: {len(checks) - len(failed)} of {len(checks)} worked" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    sys.exit(1 if failed else 0)
+
+
+def config_path_shown(config_file: str | None) -> str:
+    from echo.config import config_path
+
+    return str(config_path(config_file))
+
+
+def _wait_health(url: str, timeout_s: float) -> dict:
+    """/health once no circuit is loading (each ready or failed)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=10) as response:
+                health = json.loads(response.read())
+            if not any(c["state"] in ("loading", "unreachable") for c in health["circuits"].values()):
+                return health
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(1)
+    raise TimeoutError(f"the circuits were still loading after {timeout_s:.0f} s")
+
+
+def _wait_memory(url: str, timeout_s: float) -> dict:
+    deadline = time.monotonic() + timeout_s
+    memory: dict = {}
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"{url}/health", timeout=10) as response:
+            memory = json.loads(response.read())["memory"]
+        if memory.get("replay", {}).get("state") in ("ready", "failed"):
+            return memory
+        time.sleep(1)
+    return memory
 
 
 @main.command("doctor")

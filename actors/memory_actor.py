@@ -24,10 +24,11 @@ import ray
 
 from actors import metrics
 from echo.config import MEMORY_HOME, EchoConfig
+from echo.llm.completion import KVCacheFullError
 from echo.memory.conversation import Exchange, RecentConversations, read_conversation
 from echo.memory.dates import parse_bound
 from echo.memory.dense import choose_embedder
-from echo.memory.distill import DistillBusy, Distiller, distilling_lock
+from echo.memory.distill import CircuitUnavailable, DistillBusy, Distiller, WindowTooLong, distilling_lock
 from echo.memory.facts import CHANGING, FactDesk, FactStore
 from echo.memory.parsing import parse_part, stamp_line
 from echo.memory.scheduler import IndexScheduler
@@ -225,19 +226,19 @@ class MemoryActor:
             self.distill_state = {"state": "failed", "reason": str(exc)}
             return
         stop = threading.Event()  # never set: the actor's end ends the thread
-        handle = None
+        complete = None
         while True:
             self._distill_wake.wait(DISTILL_RECHECK_S)
             self._distill_wake.clear()
             if self.search_engine is None:
                 continue
             try:
-                handle = handle or serve.get_deployment_handle(deployment, app_name=app)
+                complete = complete or _through(serve.get_deployment_handle(deployment, app_name=app), d.max_tokens)
                 with distilling_lock(self.config.facts_dir):
                     self._distill_counted = 0  # facts_added counts from 0 in each run
-                    distiller.run(_through(handle, d.max_tokens), d.slots or circuit.n_parallel, stop, self._distill_progress)
-            except DistillBusy as exc:
-                self.distill_state = {"state": "waiting", "reason": str(exc)}
+                    distiller.run(complete, d.slots or circuit.n_parallel, stop, self._distill_progress)
+            except (DistillBusy, CircuitUnavailable) as exc:
+                self.distill_state = {**self.distill_state, "state": "waiting", "reason": str(exc)}
             except Exception as exc:
                 log.exception("distillation failed")
                 self.distill_state = {**self.distill_state, "state": "failed", "reason": f"{type(exc).__name__}: {exc}"}
@@ -306,8 +307,8 @@ def _now() -> str:
 def _through(handle, max_tokens: int):
     """echo.memory.distill.Complete over the circuit's deployment: background requests, greedy
     (a window distilled again gives the same facts), cancelled when the job stops. The calls run
-    on an event loop of their own: Serve's throughput-optimized handles route on the caller's
-    loop, and this actor's threads have none."""
+    on an event loop of their own, one for the handle's life: Serve's throughput-optimized
+    handles route on the loop of their first call, and this actor's threads have none."""
     loop = asyncio.new_event_loop()
     threading.Thread(target=loop.run_forever, name="distill-calls", daemon=True).start()
 
@@ -318,6 +319,8 @@ def _through(handle, max_tokens: int):
         except asyncio.CancelledError:
             response.cancel()  # its slot is free at the engine's next step
             raise
+        except KVCacheFullError as exc:  # Ray's error is also the replica's own type
+            raise WindowTooLong(str(exc).splitlines()[-1]) from None
 
     def complete(messages: list, response_format: dict, stop: threading.Event) -> tuple[str, int, int]:
         future = asyncio.run_coroutine_threadsafe(call(messages, response_format), loop)

@@ -17,6 +17,7 @@ are about the mechanics and the speed, not about what the facts say.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import shutil
@@ -25,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -63,8 +65,12 @@ def config_for(home: Path, **distill) -> Path:
         manifest_dir=str(REPO_ROOT / "manifest"),
         projects_dir=str(home / "projects"),
         distill={"enabled": True, **distill},
+        # Lexical recall only: embedding the parts dropped in would load the CPU beside the
+        # distiller, and the figure is the distiller's.
+        recall={**data.get("recall", {}), "embedding_model": "off"},
     )
     path = home / "echo.yaml"
+    home.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     return path
 
@@ -99,7 +105,7 @@ def throughput(parts: list[Path], source_root: Path, work: Path, windows: int) -
             figures[slots] = (result, seconds)
             print(
                 f"distill_run: {slots} slot(s): {result['windows_done'] - (len(todo) - windows)} windows in {seconds:.1f} s, "
-                f"{result['facts_added']} facts added, {result['windows_failed']} windows cut off or failed, dropped {result['dropped'] or 'none'}",
+                f"{result['facts_added']} facts added, {result['windows_failed']} windows failed ({failures(store.path.parent)}), dropped {result['dropped'] or 'none'}",
                 flush=True,
             )
     finally:
@@ -111,6 +117,16 @@ def throughput(parts: list[Path], source_root: Path, work: Path, windows: int) -
         f"(this CPU decodes {circuit.n_parallel} sequences for 3-4x the cost of one: its floor is about 1x; the gain is the A40's)",
         flush=True,
     )
+
+
+def failures(facts_dir: Path) -> dict:
+    """The ledger's failed windows by reason."""
+    entries = [json.loads(line) for line in (facts_dir / "distilled.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    return dict(Counter(e["failed"][:120] for e in entries if "failed" in e)) or "none"
+
+
+def _preempted(url: str) -> int:
+    return _health(url)["circuits"]["self"]["load"].get("background_preempted", 0)
 
 
 # -- 2. answers while distilling -------------------------------------------------------------
@@ -172,7 +188,7 @@ def answers_while_distilling(parts: list[Path], source_root: Path, work: Path, n
         idle = asks(url, token, n, "idle")
         copy_parts(busy_parts, source_root, config.memory_dir)  # new parts dropped in: the watchdog brings them, the distiller starts
         state = _wait(
-            lambda: (s := _health(url)["memory"]["distill"])["state"] == "distilling" and s["windows_left"] > 0 and s, 300, "the distiller distilling"
+            lambda: (s := _health(url)["memory"]["distill"])["state"] == "distilling" and s["windows_left"] > 2 and s, 600, "the distiller distilling"
         )
         before = state["windows_done"]
         time.sleep(3)  # its slots are all taken before the asks start
@@ -186,12 +202,8 @@ def answers_while_distilling(parts: list[Path], source_root: Path, work: Path, n
             f"({after['windows_left']} left, {after.get('facts_added', 0)} facts added so far)",
             flush=True,
         )
-        finished = _wait(lambda: (s := _health(url)["memory"]["distill"])["state"] == "done" and s, 1800, "the distillation done")
-        print(
-            f"distill_server: {finished['windows_done']} windows of {finished['parts']} parts distilled in the server, {finished['facts_added']} facts added in its last run, "
-            f"{finished['tokens_per_s']:.0f} tokens/s, {finished['windows_failed']} windows failed; spread of the idle asks {statistics.pstdev(idle):.0f} ms",
-            flush=True,
-        )
+        print(f"distill_preempted: {_preempted(url)} background requests put aside for an answer in the self circuit", flush=True)
+        print(f"distill_server: failures by reason {failures(config.facts_dir)}; spread of the idle asks {statistics.pstdev(idle):.0f} ms", flush=True)
     finally:
         serve.shutdown()
         import ray
@@ -218,6 +230,7 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=8, help="windows distilled for the throughput figure, each way")
     parser.add_argument("--asks", type=int, default=15, help="asks for each latency figure")
     parser.add_argument("--sessions", type=int, default=12, help="RealMem sessions in the memory")
+    parser.add_argument("--only", choices=("plan", "throughput", "answers"), help="print only that figure")
     args = parser.parse_args()
     if not REALMEM.is_dir():
         sys.exit(f"RealMem is not at {REALMEM}: the bench reads its conversations from there")
@@ -227,9 +240,12 @@ def main() -> None:
         parts = persona_sessions(work / "realmem")
         source_root = parts[0].parent.parent.parent
         chosen = parts[: args.sessions]
-        plan_estimate(parts, source_root, work)
-        throughput(chosen, source_root, work, args.windows)
-        answers_while_distilling(chosen, source_root, work, args.asks)
+        if args.only in (None, "plan"):
+            plan_estimate(parts, source_root, work)
+        if args.only in (None, "throughput"):
+            throughput(chosen, source_root, work, args.windows)
+        if args.only in (None, "answers"):
+            answers_while_distilling(chosen, source_root, work, args.asks)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

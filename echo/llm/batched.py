@@ -15,8 +15,9 @@ the same replies.
 Answers come first. A background request (the distiller's, echo.memory.distill) is decoded
 only while no answer is in the engine and none was for BACKGROUND_AFTER_S: an answer waiting
 for a slot takes one from a background request, which keeps what it generated and goes on
-later from there, and while an answer generates the background slots are left out of the
-batch (on a CPU, decoding them with it would slow every one of its tokens).
+later from there; while an answer generates the background slots are left out of the batch
+(on a CPU, decoding them with it would slow every one of its tokens); and a step of background
+work alone is kept short (BACKGROUND_STEP_TOKENS), since an answer arriving waits for it.
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ COPY_AT_LEAST = 32
 # of the same ask, and the synthesis that follows them, are still generating on the same
 # machine, and the next ask of a conversation comes soon after.
 BACKGROUND_AFTER_S = 1.0
+# A step with only background work decodes at most this many tokens: an answer that arrives
+# waits for the step under way, and a step of a long prompt's 512 tokens takes seconds on a CPU.
+BACKGROUND_STEP_TOKENS = 48
 
 
 @dataclass(eq=False)
@@ -287,8 +291,9 @@ class LlamaEngine:
         batch.n_tokens = 0
         taken: list[tuple[Slot, int]] = []  # each slot and how many of its pending tokens are in the batch
         outputs: list[tuple[Slot, int]] = []  # each slot that samples and the index of its logits
+        limit = BACKGROUND_STEP_TOKENS if all(s.request.background for s in running) else BATCH
         for slot in generating + prompting:
-            room = BATCH - batch.n_tokens
+            room = max(limit - batch.n_tokens, 1 if slot in generating else 0)
             if slot in prompting and generating:
                 room = min(room, PROMPT_CHUNK_WHILE_GENERATING)
             chunk = slot.pending[:room]

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 from echo.config import EchoConfig
@@ -262,7 +262,7 @@ def read_answer(text: str, window: Window, known: list[Fact], parts: PartLines, 
             outcome.dropped["supersedes a fact it was not shown"] += 1
             continue
         cited = [window.turns[n - 1] for n in sorted(set(numbers))]
-        when = item.get("date") or next((t.at[:10] for t in cited if t.at), "")
+        when = item.get("date") if _is_date(item.get("date")) else next((t.at[:10] for t in cited if t.at), "")  # a made-up date: the turns' own
         fields = {
             "user": window.user,
             "text": item.get("text"),
@@ -279,6 +279,14 @@ def read_answer(text: str, window: Window, known: list[Fact], parts: PartLines, 
             continue
         outcome.facts.append(replace(fact, source="distilled"))
     return outcome
+
+
+def _is_date(value: object) -> bool:
+    try:
+        date.fromisoformat(value)  # type: ignore[arg-type]
+        return True
+    except (TypeError, ValueError):
+        return False
 
 
 def _whole_facts(text: str) -> dict | None:
@@ -347,6 +355,14 @@ class Ledger:
                 self._done[entry["key"]] = entry
 
 
+class WindowTooLong(ValueError):
+    """The window's prompt does not fit a slot of the circuit: it is recorded as failed."""
+
+
+class CircuitUnavailable(RuntimeError):
+    """The circuit did not answer (restarting, unreachable): the run ends, nothing is lost."""
+
+
 class DistillBusy(RuntimeError):
     """Another process distills this memory now (the server, or `echo-server distill`)."""
 
@@ -368,7 +384,9 @@ def distilling_lock(folder: Path) -> Iterator[None]:
 
 # -- the job ---------------------------------------------------------------------------
 
-Complete = Callable[[list[dict[str, str]], dict, threading.Event], tuple[str, int, int]]  # messages, response_format, stop -> text, prompt and generated tokens
+# messages, response_format, stop -> (text, prompt tokens, generated tokens); WindowTooLong for
+# a prompt too long for a slot, any other error for a circuit that did not answer.
+Complete = Callable[[list[dict[str, str]], dict, threading.Event], tuple[str, int, int]]
 FLUSH_EVERY_S = 5.0  # facts are stored (one rewrite of the store) and windows recorded at most this often
 
 
@@ -500,10 +518,11 @@ class Distiller:
 
         report("distilling" if todo else "done")
         queue = iter(todo)
+        stop_run, unavailable = threading.Event(), None
         in_flight: dict[Future, tuple[Window, list[Fact]]] = {}
         with ThreadPoolExecutor(max_workers=max(slots, 1), thread_name_prefix="distill") as pool:
             while True:
-                while not stop.is_set() and len(in_flight) < slots and (window := next(queue, None)) is not None:
+                while not stop.is_set() and not stop_run.is_set() and len(in_flight) < slots and (window := next(queue, None)) is not None:
                     known = known_for(window, self.store.live(), self.config.distill.known_facts, self.known_budget)
                     schema = {"type": "json_object", "schema": window_schema(len(window.turns), len(known))}
                     in_flight[pool.submit(complete, messages_for(window, known), schema, stop)] = (window, known)
@@ -519,9 +538,13 @@ class Distiller:
                         text, prompt_n, generated_n = future.result()
                         tokens += prompt_n + generated_n
                         outcome = read_answer(text, window, known, self.parts, self.config.timezone, users)
-                    except Exception as exc:  # a cut-off answer, a circuit that failed: the window is recorded as failed
+                    except ValueError as exc:  # the window's own fault (no whole fact, too long for a slot): recorded as failed
                         failed += 1
                         entry["failed"] = f"{type(exc).__name__}: {exc}"[:300]
+                    except Exception as exc:  # the circuit's (restarting, unreachable): the run ends, the window waits for the next
+                        unavailable = unavailable or exc
+                        stop_run.set()
+                        continue
                     else:
                         to_store.extend(outcome.facts)
                         dropped.update(outcome.dropped)
@@ -536,6 +559,10 @@ class Distiller:
                     report("distilling")
         flush()
         _, counts = self.pending()
+        if unavailable is not None:
+            raise CircuitUnavailable(
+                f"the {self.config.distill.circuit} circuit did not answer ({type(unavailable).__name__}: {unavailable}); the windows left wait for the next run"
+            )
         final = report("stopped" if stop.is_set() else "done")
         if counts.get("windows_done", 0) > base_done:
             kept = ("facts_added", "facts_known_already", "dropped", "windows_failed", "tokens", "tokens_per_s", "windows_per_s", "seconds")

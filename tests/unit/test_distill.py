@@ -14,9 +14,11 @@ import pytest
 
 from echo.config import DEFAULT_MARKERS
 from echo.memory.distill import (
+    CircuitUnavailable,
     Distiller,
     Ledger,
     Window,
+    WindowTooLong,
     known_for,
     messages_for,
     read_answer,
@@ -276,3 +278,33 @@ def test_the_ledger_survives_a_line_cut_off_by_a_crash(tmp_path):
     with open(ledger.path, "a") as out:
         out.write('{"key": "c", "pa')
     assert set(Ledger(tmp_path).done()) == {"a", "b"}
+
+
+def test_a_made_up_date_gives_way_to_the_date_of_the_turns_and_the_fact_is_kept(home):
+    config, _ = home
+    text = answer_citing({"text": "Minji plays the cello.", "turns": [1], "date": "1234-56-78"})  # the grammar's pattern lets it through
+    outcome = read_answer(text, first_window(config), [], PartLines(config.memory_dir), config.timezone, {"minji"})
+    assert [f.text for f in outcome.facts] == ["Minji plays the cello."] and outcome.facts[0].date.endswith("-05-08")  # day0508
+
+
+def test_a_circuit_that_does_not_answer_ends_the_run_and_loses_no_window(home):
+    config, store = home
+
+    def restarting(messages, response_format, stop):
+        raise RuntimeError("the replica is restarting")
+
+    with pytest.raises(CircuitUnavailable, match="did not answer"):
+        Distiller(config, store, 2048).run(restarting, 2, threading.Event())
+    assert not (config.facts_dir / "distilled.jsonl").exists()  # nothing recorded: every window waits for the next run
+    again = Scripted()
+    assert Distiller(config, store, 2048).run(again, 2, threading.Event())["windows_done"] == 2 and len(again.seen) == 2
+
+
+def test_a_window_too_long_for_a_slot_is_recorded_as_failed(home):
+    config, store = home
+
+    def too_long(messages, response_format, stop):
+        raise WindowTooLong("the prompt has 3000 tokens and a slot holds 2048")
+
+    result = Distiller(config, store, 2048).run(too_long, 1, threading.Event())
+    assert result["windows_failed"] == 2 and result["windows_left"] == 0
