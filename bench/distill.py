@@ -89,7 +89,7 @@ def throughput(parts: list[Path], source_root: Path, work: Path, windows: int) -
     d = config.distill
 
     def complete(messages, response_format, stop):
-        done = engine.chat(messages, max_tokens=d.max_tokens, greedy=True, response_format=response_format, cancel=stop)
+        done = engine.chat(messages, max_tokens=d.max_tokens, greedy=True, response_format=response_format, cancel=stop, background=True)
         return done.text, done.prompt_tokens, done.completion_tokens
 
     figures = {}

@@ -107,3 +107,11 @@ def test_a_part_dropped_in_later_is_distilled(distilling: Echo):
     wait_for(lambda: any(e["path"] == "day0401/origin/part1.txt" for e in ledger(distilling)), 300, "the new part's window distilled")
     state = wait_for(lambda: (s := distill_state(distilling)).get("state") == "done" and s, 120, "the distiller idle again")
     assert state["windows_left"] == 0 and state["windows_done"] == WINDOWS + 1
+
+
+def test_the_distillers_progress_is_in_the_metrics(distilling: Echo):
+    def exported():
+        text = httpx.get(f"http://127.0.0.1:{distilling.metrics_port}/metrics", timeout=10).text
+        return "echo_distill_windows" in text and 'kind="done"' in text and "echo_distill_tokens_per_second" in text
+
+    wait_for(exported, timeout=60, what="the distiller's metrics (Ray exports them every few seconds)")
