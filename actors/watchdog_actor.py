@@ -19,7 +19,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from actors import metrics
-from actors.memory_actor import NAMESPACE, home_resources, memory_actor, watchdog_name
+from actors.memory_actor import NAMESPACE, actor_name, home_resources, watchdog_name
 from echo.brain.identity import IdentitySource
 from echo.config import EchoConfig
 from echo.memory.watch import IGNORED_EVENTS, Coalescer, OwnWrites, is_manifest_path, is_memory_path
@@ -47,7 +47,7 @@ class WatchdogActor:
         c = EchoConfig.model_validate(config)
         self.memory_dir, self.manifest_dir = c.memory_dir, c.manifest_dir
         self.memory_dir.mkdir(parents=True, exist_ok=True)
-        self.memory = memory_actor(c)
+        self._memory = None  # the MemoryActor, found by name when first needed (see memory)
         self.identity = IdentitySource(self.manifest_dir)
         self.events = {"memory": 0, "manifest": 0}
         # Echo's own saves are told (expect) right after they are written; a moment's delay lets
@@ -66,6 +66,14 @@ class WatchdogActor:
         self.nudge.poke()  # catch up with whatever changed while nobody watched
         log.info("watching %s and %s", self.memory_dir, self.manifest_dir)
 
+    @property
+    def memory(self):
+        """The folder's MemoryActor. Found, never created: the brain creates it with what only
+        the brain knows (the distiller's circuit), and a creation racing that one could win."""
+        if self._memory is None:
+            self._memory = ray.get_actor(actor_name(self.memory_dir), namespace=NAMESPACE)
+        return self._memory
+
     def expect(self, path: str, size: int, mtime_ns: int) -> None:
         """The MemoryActor just saved path, leaving it at this size and mtime."""
         self.own_writes.expect(path, size, mtime_ns)
@@ -79,9 +87,9 @@ class WatchdogActor:
         self.catch_up = False
         try:
             ray.get(self.memory.notify.remote())
-        except (ray.exceptions.ActorUnavailableError, ray.exceptions.RayActorError):
-            # Restarting: it reconciles with the disk when it is back, so no nudge is lost.
-            log.warning("memory actor restarting; it catches up with memory/ when it is back")
+        except (ray.exceptions.ActorUnavailableError, ray.exceptions.RayActorError, ValueError):
+            # Restarting or not yet created: it reconciles with the disk when it is up, so no nudge is lost.
+            log.warning("memory actor not up; it catches up with memory/ when it is")
 
     def _changed_by_others(self, paths: set[str]) -> bool:
         if not self.own_writes.foreign(paths):
