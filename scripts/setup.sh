@@ -13,8 +13,13 @@ if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv"
 fi
 
+# llama.cpp for any x86-64 CPU with AVX2, not tuned to this one (GGML_NATIVE): on CPUs with
+# AMX (Sapphire Rapids and later) the native build puts the weights in AMX buffers, whose
+# matrix products crash in the first batch (llama.cpp issue #20824); and every machine then
+# runs the same kernels, so a reply that is the same here is the same in CI.
+export CMAKE_ARGS="${CMAKE_ARGS:-} -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
 if [ "${ECHO_CUDA:-0}" = "1" ]; then
-  export CMAKE_ARGS="${CMAKE_ARGS:-} -DGGML_CUDA=on"
+  export CMAKE_ARGS="${CMAKE_ARGS} -DGGML_CUDA=on"
   echo "Echo setup: building llama-cpp-python with CUDA"
 fi
 if ! "$venv/bin/python" -c "import llama_cpp" 2>/dev/null; then
