@@ -406,6 +406,68 @@ def facts_undo_command(config_file, memory, index, user) -> None:
         raise click.ClickException("nothing to undo: no fact was forgotten within the undo window (facts.undo_minutes)")
 
 
+@main.group("conversations", invoke_without_command=True)
+@memory_options
+@click.option("--user", help="Only this user's conversations.")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
+@click.option("--offset", type=click.IntRange(0), default=0, help="Skip this many of the newest first.")
+@click.option("--json", "as_json", is_flag=True, help="Print them as JSON.")
+@click.pass_context
+def conversations_group(context, config_file, memory, index, user, limit, offset, as_json) -> None:
+    """Conversations Echo had, newest first, read from memory/. Go on with one by its id:
+    `echo-server ask --conversation ID` (as its user: --user, with their key or the owner's token)."""
+    context.obj = (config_file, memory, index)
+    if context.invoked_subcommand is not None:
+        return
+    conversations = _conversation_index(config_file, memory, index)
+    total, page = conversations.listing(user, limit, offset)
+    if as_json:
+        click.echo(json.dumps({"total": total, "conversations": [c.as_dict() for c in page]}, ensure_ascii=False, indent=1))
+        return
+    for c in page:
+        click.echo(f"{c.id}  {c.last}  {c.user}  {c.exchanges:4} exchanges  {c.title}")
+    click.echo(f"{len(page)} of {total} conversations" + (f" (from the {offset + 1}th)" if offset else ""), err=True)
+
+
+def _conversation_index(config_file, memory, index):
+    from echo.memory.conversation import ConversationIndex
+    from echo.memory.store import scan_parts
+
+    config, memory_dir, _ = _memory_folders(config_file, memory, index)
+    conversations = ConversationIndex(memory_dir, config.markers)
+    conversations.refresh(scan_parts(memory_dir)[0])
+    return conversations
+
+
+@conversations_group.command("show")
+@click.argument("conversation_id")
+@click.option("--user", help="Whose conversation, when several users have one with this id.")
+@click.option("--json", "as_json", is_flag=True, help="Print it as JSON.")
+@click.pass_obj
+def conversations_show_command(folders, conversation_id, user, as_json) -> None:
+    """One conversation's exchanges, oldest first, with where each is written."""
+    from echo.memory.conversation import conversation_key, is_key, read_conversation
+
+    config_file, memory, index = folders
+    conversations = _conversation_index(config_file, memory, index)
+    key = conversation_id if is_key(conversation_id) else conversation_key(conversation_id)
+    found = conversations.find(key, user)
+    if not found:
+        raise click.ClickException(f"no conversation {conversation_id!r}" + (f" of {user}" if user else "") + ": see `echo-server conversations`")
+    if len(found) > 1:
+        raise click.ClickException(f"users {', '.join(sorted(c.user for c in found))} each have a conversation {conversation_id!r}: add --user")
+    summary = found[0]
+    exchanges = read_conversation(conversations.memory_dir, summary.parts, key, conversations.markers)
+    if as_json:
+        click.echo(json.dumps({"conversation": summary.as_dict(), "exchanges": [e.as_dict() for e in exchanges]}, ensure_ascii=False, indent=1))
+        return
+    click.echo(f"{summary.id}  {summary.user}  {summary.started} – {summary.last}  {summary.exchanges} exchanges  {summary.title}")
+    for e in exchanges:
+        click.echo(f"\n[{e.at}]  {e.path}:{e.line_start}-{e.line_end}")
+        click.echo(f"  {summary.user}: {e.prompt}")
+        click.echo(f"  echo: {e.reply}")
+
+
 @main.command("distill")
 @memory_options
 @click.option("--slots", type=click.IntRange(1, 64), help="Windows in flight at once (default: distill.slots, or the circuit's n_parallel).")

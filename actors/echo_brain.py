@@ -71,8 +71,14 @@ class ActorMemory:
         except RayTaskError as exc:  # e.g. OSError: [Errno 28] No space left on device
             raise _cause(exc) from None
 
-    async def conversation(self, user: str, key: str, newer_than_s: float, last: int) -> list:
-        return await self.actor.conversation.remote(user, key, newer_than_s, last)
+    async def conversation(self, user: str, key: str, last: int) -> list:
+        return await self.actor.conversation.remote(user, key, last)
+
+    async def conversation_list(self, user: str | None, limit: int, offset: int) -> dict | None:
+        return await self.actor.conversation_list.remote(user, limit, offset)
+
+    async def conversation_read(self, key: str, user: str | None) -> dict | None:
+        return await self.actor.conversation_read.remote(key, user)
 
     async def search(self, query: str, k: int, user: str | None, mode: str, since: str | None = None, before: str | None = None) -> list[dict]:
         return await self.actor.search.remote(query, k, user, mode, since, before)

@@ -25,7 +25,7 @@ import ray
 from actors import metrics
 from echo.config import MEMORY_HOME, EchoConfig
 from echo.llm.completion import KVCacheFullError
-from echo.memory.conversation import Exchange, RecentConversations, read_conversation
+from echo.memory.conversation import ConversationIndex, Exchange, RecentConversations, Said, read_conversation, title_of
 from echo.memory.dates import parse_bound
 from echo.memory.dense import choose_embedder
 from echo.memory.distill import CircuitUnavailable, DistillBusy, Distiller, WindowTooLong, distilling_lock
@@ -33,7 +33,7 @@ from echo.memory.facts import CHANGING, FactDesk, FactStore
 from echo.memory.parsing import parse_part, stamp_line
 from echo.memory.scheduler import IndexScheduler
 from echo.memory.search import MemorySearch
-from echo.memory.store import append_exchange, exchange_lines, repair_torn_parts
+from echo.memory.store import append_exchange, exchange_lines, repair_torn_parts, scan_parts
 from echo.memory.watch import changed_by_others
 from pipelines.ray_data_replay import replay_with_ray_data
 
@@ -43,6 +43,7 @@ NAMESPACE = "echo"
 SKIPPED_SHOWN = 20  # entries of memory/ that are not read, named in /health (insight.json has every one)
 SETTLE_S = 0.25  # a part written this recently may still be being written: it waits
 DISTILL_RECHECK_S = 60.0  # how often the distiller looks again for a conversation gone quiet
+CONVERSATIONS_READY_S = 2.0  # a prompt waits this long at most for the conversation list read at start
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=8)
@@ -66,6 +67,7 @@ class MemoryActor:
         self.boot_replay: dict | None = None
         self.embedding_state: dict = {"state": "off" if self.config.recall.embedding_model == "off" else "starting"}
         self.conversations = RecentConversations()
+        self.conversation_index = ConversationIndex(self.config.memory_dir, self.config.markers)
         self.fact_store = FactStore(self.config.facts_dir, self.config.backup_dir / "facts", self.config.facts.undo_minutes)
         self.fact_desk = FactDesk(self.fact_store, self.config.memory_dir, self.config.timezone)
         self.embedder = None
@@ -109,13 +111,37 @@ class MemoryActor:
         said = {t.speaker: t.text for t in parse_part(lines, c.markers)}  # cleaned, as reading the file back gives them
         if conversation and not receipt.duplicate and {"user", "echo"} <= said.keys():
             self.conversations.add(user, conversation, Exchange(said["user"], said["echo"], at, receipt.path, receipt.line_start, receipt.line_end))
+            self.conversation_index.saved(user, receipt.path, Said(conversation, at, title_of(said["user"])))
         self.index.saved()  # the index thread takes the new lines in
         return receipt.as_dict()
 
-    def conversation(self, user: str, key: str, newer_than_s: float, last: int) -> list[Exchange]:
+    def conversation(self, user: str, key: str, last: int) -> list[Exchange]:
         """The last exchanges of conversation key, oldest first: from what this actor saved
-        since it started, else read back from the files (after a restart)."""
-        return self.conversations.get(user, key, lambda: read_conversation(self.config.memory_dir, user, key, newer_than_s, self.config.markers), last)
+        since it started, else read back from the parts the conversation list names."""
+        if not self.conversation_index.ready.wait(CONVERSATIONS_READY_S):
+            return []  # still reading the list at start: this prompt goes on without its past
+        return self.conversations.get(user, key, lambda: self._read_back(user, key), last)
+
+    def _read_back(self, user: str, key: str) -> list[Exchange]:
+        found = self.conversation_index.find(key, user)
+        return read_conversation(self.config.memory_dir, found[0].parts, key, self.config.markers) if found else []
+
+    def conversation_list(self, user: str | None, limit: int, offset: int) -> dict | None:
+        """One page of user's conversations (everyone's for None), newest first; None while
+        the list is still being read at start."""
+        if not self.conversation_index.ready.wait(CONVERSATIONS_READY_S):
+            return None
+        total, page = self.conversation_index.listing(user, limit, offset)
+        return {"total": total, "conversations": [c.as_dict() for c in page]}
+
+    def conversation_read(self, key: str, user: str | None) -> dict | None:
+        """The conversations with key (user's, or anyone's for None) and, when there is one,
+        its exchanges read back from memory/, oldest first; None while the list is being read."""
+        if not self.conversation_index.ready.wait(CONVERSATIONS_READY_S):
+            return None
+        found = self.conversation_index.find(key, user)
+        exchanges = read_conversation(self.config.memory_dir, found[0].parts, key, self.config.markers) if len(found) == 1 else []
+        return {"found": [c.as_dict() for c in found], "exchanges": [e.as_dict() for e in exchanges]}
 
     # -- the index ---------------------------------------------------------------------
 
@@ -144,6 +170,8 @@ class MemoryActor:
         c = self.config
         try:
             self.replay_state = {**self.replay_state, "state": "replaying" if first else "updating"}
+            if not first:
+                self._refresh_conversations()
             insight = replay_with_ray_data(
                 c.memory_dir,
                 c.index_dir,
@@ -180,7 +208,14 @@ class MemoryActor:
             self.replay_state = {"state": "failed", "reason": f"{type(exc).__name__}: {exc}"}
             return None
 
+    def _refresh_conversations(self) -> None:
+        try:
+            self.conversation_index.refresh(scan_parts(self.config.memory_dir)[0])
+        except Exception:
+            log.exception("conversation list not refreshed")
+
     def _index_thread(self) -> None:
+        self._refresh_conversations()  # first: a conversation can go on before the replay is done
         self.embedder = self._load_embedder()  # here, not in __init__: loading takes seconds
         if self.embedder is None:
             self.index.embed = None

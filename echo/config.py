@@ -207,7 +207,10 @@ class ConversationConfig(Strict):
     """What of the conversation so far goes into each prompt."""
 
     idle_gap_minutes: float = Field(
-        30.0, gt=0.0, le=100_000.0, description='After this long without an exchange, the next ask starts a new conversation, as a chat app\'s "new chat".'
+        30.0,
+        gt=0.0,
+        le=100_000.0,
+        description="After this long without an exchange a conversation has gone quiet: the distiller takes it up. Sending its id still goes on with it.",
     )
     max_exchanges: int = Field(6, ge=0, le=200, description="The latest exchanges sent to the circuits with each prompt, newest kept (0: none).")
     budget_tokens: int = Field(800, ge=0, le=1_000_000, description="Their share of the prompt, in estimated tokens: the oldest are dropped first.")

@@ -10,7 +10,7 @@ from echo.brain.brain import Brain
 from echo.brain.identity import IdentitySource
 from echo.config import parse_config
 from echo.llm.completion import Completion
-from echo.memory.conversation import Exchange
+from echo.memory.conversation import Exchange, title_of
 
 
 class FakeCircuit:
@@ -84,10 +84,24 @@ class FakeMemory:
         self.conversations.setdefault((user, conversation), []).append(Exchange(prompt, reply, at, f"day0101/{user}/part1.txt", line + 1, line + 4))
         return {"path": f"day0101/{user}/part1.txt", "line_start": line + 1, "line_end": line + 4}
 
-    async def conversation(self, user: str, key: str, newer_than_s: float, last: int) -> list[Exchange]:
+    async def conversation(self, user: str, key: str, last: int) -> list[Exchange]:
         if self.error is not None:
             raise self.error
         return self.conversations.get((user, key), [])[-last:]
+
+    def _summary(self, user: str, key: str) -> dict:
+        said = self.conversations[(user, key)]
+        return {"id": key, "user": user, "title": title_of(said[0].prompt), "started": said[0].at, "last": said[-1].at, "exchanges": len(said)}
+
+    async def conversation_list(self, user: str | None, limit: int, offset: int) -> dict | None:
+        chosen = [self._summary(u, k) for (u, k) in self.conversations if k and (user is None or u == user)]
+        chosen.sort(key=lambda c: c["last"], reverse=True)
+        return {"total": len(chosen), "conversations": chosen[offset : offset + limit]}
+
+    async def conversation_read(self, key: str, user: str | None) -> dict | None:
+        found = [self._summary(u, k) for (u, k) in self.conversations if k == key and (user is None or u == user)]
+        exchanges = [e.as_dict() for e in self.conversations[(found[0]["user"], key)]] if len(found) == 1 else []
+        return {"found": found, "exchanges": exchanges}
 
     async def search(self, query: str, k: int, user: str | None, mode: str, since: str | None = None, before: str | None = None) -> list[dict]:
         if self.error is not None:

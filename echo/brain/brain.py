@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from echo.brain import knowledge, memories, users
+from echo.brain import history, knowledge, memories, users
 from echo.brain.conversation import Thread, client_thread, find_thread, left_out
 from echo.brain.errors import AskError, describe_failure
 from echo.brain.fanout import Circuit, Emit, call, fan_out
@@ -187,7 +187,7 @@ class Brain:
     async def _thread(self, request: Request) -> Thread:
         if request.history is not None:
             return client_thread(request.history)
-        return await find_thread(self.memory, request.asker.user, request.conversation, self.now(), self.config.conversation)
+        return await find_thread(self.memory, request.asker.user, request.conversation, self.now(), self.config.conversation, request.asker.may_recall)
 
     async def _recall(self, request: Request) -> list[Memory]:
         if not request.asker.may_recall:
@@ -362,6 +362,14 @@ class Brain:
     async def insights(self, authorization: str | None) -> dict:
         users.require_origin(authorization, self.token, "the memory's insights")
         return await memories.insights(self.memory, self.config.retry_after_s)
+
+    # -- conversations: listed and read back ---------------------------------------------
+
+    async def conversations(self, authorization: str | None, user: str | None, limit: int = 50, offset: int = 0) -> dict:
+        return await history.listing(self.memory, user, authorization, self.token, limit, offset, self.config.retry_after_s)
+
+    async def conversation(self, authorization: str | None, user: str | None, reference: str) -> dict:
+        return await history.read_back(self.memory, user, authorization, self.token, reference, self.config.retry_after_s)
 
     # -- facts: the owner sees everyone's, a user with their key their own ----------------
 

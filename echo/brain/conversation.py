@@ -13,7 +13,7 @@ from echo.brain.errors import describe_failure
 from echo.brain.memories import MemorySink
 from echo.config import ConversationConfig
 from echo.llm.completion import Messages
-from echo.memory.conversation import Exchange, conversation_key, new_conversation_id
+from echo.memory.conversation import Exchange, conversation_key, is_key, new_conversation_id
 from echo.memory.dates import said_at
 from echo.memory.search import Memory, estimate_tokens
 
@@ -22,11 +22,6 @@ log = logging.getLogger("echo.brain")
 CONTEXT_TIMEOUT_S = 3.0
 
 EXCHANGE_OVERHEAD_TOKENS = 8  # the chat template's role markers around two messages
-
-
-def goes_on(exchanges: list[Exchange], now: datetime, config: ConversationConfig) -> bool:
-    """A conversation goes on while its last exchange is younger than the idle gap."""
-    return bool(exchanges) and now - datetime.fromisoformat(exchanges[-1].at) < timedelta(minutes=config.idle_gap_minutes)
 
 
 def window(exchanges: list[Exchange], config: ConversationConfig) -> list[Exchange]:
@@ -65,23 +60,22 @@ class Thread:
     exchanges: tuple[Exchange, ...] = ()  # read back from memory/: recall leaves their turns out
 
 
-async def find_thread(memory: MemorySink, user: str, conversation_id: str | None, now: datetime, config: ConversationConfig) -> Thread:
-    """The conversation conversation_id of user, when it goes on; else a new one. An id Echo
-    did not hand out to this user, or one gone idle, starts a new conversation: a guessed or
-    foreign id finds nothing of anyone else's."""
-    if conversation_id:
-        key = conversation_key(conversation_id)
-        reach_s = (config.max_exchanges + 1) * config.idle_gap_minutes * 60  # a live conversation's exchanges are this recent
+async def find_thread(memory: MemorySink, user: str, conversation: str | None, now: datetime, config: ConversationConfig, keyed: bool = False) -> Thread:
+    """The conversation of user that conversation names, however long ago it last went on;
+    else a new one. It names one by the id Echo handed out or, for the owner and a keyed user
+    (keyed), by the key the conversation list shows. An id Echo did not hand out to this user
+    starts a new conversation: a guessed or foreign id finds nothing of anyone else's."""
+    if conversation:
+        key = conversation if keyed and is_key(conversation) else conversation_key(conversation)
         try:
-            # Only the exchanges the window may take (and the last, which says if it goes on).
-            last = max(config.max_exchanges, 1)
-            exchanges = await asyncio.wait_for(memory.conversation(user, key, reach_s, last), CONTEXT_TIMEOUT_S)
+            # Only the exchanges the window may take.
+            exchanges = await asyncio.wait_for(memory.conversation(user, key, max(config.max_exchanges, 1)), CONTEXT_TIMEOUT_S)
         except Exception as exc:  # a conversation that cannot be read back goes on without its past
             log.warning("conversation not read back: %s", describe_failure(exc))
             exchanges = []
-        if goes_on(exchanges, now, config):
+        if exchanges:
             chosen = window(exchanges, config)
-            return Thread(conversation_id, key, as_messages(chosen, now, config), "", tuple(e.as_dict() for e in chosen), tuple(chosen))
+            return Thread(conversation, key, as_messages(chosen, now, config), "", tuple(e.as_dict() for e in chosen), tuple(chosen))
     fresh = new_conversation_id()
     return Thread(fresh, conversation_key(fresh))
 

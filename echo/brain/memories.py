@@ -23,7 +23,12 @@ RECALL_TIMEOUT_S = 3.0
 class MemorySink(Protocol):
     async def save(self, user: str, prompt: str, reply: str, conversation: str | None = None) -> dict: ...  # conversation: its key
 
-    async def conversation(self, user: str, key: str, newer_than_s: float, last: int) -> list[Exchange]: ...  # the last exchanges, oldest first
+    async def conversation(self, user: str, key: str, last: int) -> list[Exchange]: ...  # the last exchanges, oldest first
+
+    # echo.memory.conversation.ConversationIndex; None while it is still read at start
+    async def conversation_list(self, user: str | None, limit: int, offset: int) -> dict | None: ...  # {total, conversations}
+
+    async def conversation_read(self, key: str, user: str | None) -> dict | None: ...  # {found: [summaries], exchanges}
 
     async def search(self, query: str, k: int, user: str | None, mode: str, since: str | None = None, before: str | None = None) -> list[dict]: ...
 

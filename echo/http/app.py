@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException
 
 from echo.brain.brain import AskError, Brain
+from echo.brain.history import ID_PATTERN
 from echo.brain.users import USER_PATTERN, USER_RULE
 from echo.config import EchoConfig
 from echo.http import errors
@@ -28,7 +29,6 @@ from echo.http.openapi import body_and_stream, document_errors
 from echo.memory.facts import MAX_TEXT_CHARS
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"
-CONVERSATION_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"  # an id Echo handed out (URL-safe base64)
 FACTS_IMPORT_LIMIT = 32 * 1024 * 1024  # a JSON Lines file of facts: 30,000 facts are about 10 MB
 
 
@@ -52,9 +52,10 @@ class AskRequest(BaseModel):
     )
     conversation: str | None = Field(
         None,
-        pattern=CONVERSATION_PATTERN,
-        description="The conversation this prompt continues: the `conversation` of an earlier answer. Leave it out "
-        "for a new conversation; one gone idle (conversation.idle_gap_minutes) or unknown also starts a new one.",
+        pattern=ID_PATTERN,
+        description="The conversation this prompt goes on with: the `conversation` of an earlier answer, or (with your key "
+        "or the owner's token) the `id` GET /api/conversations lists, however long ago. Leave it out for a new "
+        "conversation; one Echo does not know for this user also starts a new one.",
     )
     stream: bool = Field(False, description="Answer as server-sent events: each circuit's start and tokens, then the reply.")
 
@@ -97,6 +98,7 @@ def create_api(get_brain: Callable[[], Brain], limits: EchoConfig | None = None)
             "memory_search": "GET /api/memory/search?q=...",
             "insights": "GET /api/insights",
             "facts": "GET /api/memory/facts",
+            "conversations": "GET /api/conversations",
             "openai": "/v1/models, /v1/chat/completions",
         }
 
@@ -116,6 +118,14 @@ def create_api(get_brain: Callable[[], Brain], limits: EchoConfig | None = None)
         if user is not None and not re.match(USER_PATTERN, user):
             raise AskError(422, "invalid_user", f"user = {user!r}: {USER_RULE}")
         return user
+
+    @api.get("/api/conversations", summary="Your conversations, newest first: the owner sees everyone's, a user with their key their own")
+    async def conversations(request: Request, user: str | None = None, limit: int = 50, offset: int = 0) -> Response:
+        return JSONResponse(await get_brain().conversations(request.headers.get("authorization"), user_param(user), limit, offset))
+
+    @api.get("/api/conversations/{conversation}", summary="One conversation's exchanges, oldest first, read back from memory/")
+    async def conversation(request: Request, conversation: str, user: str | None = None) -> Response:
+        return JSONResponse(await get_brain().conversation(request.headers.get("authorization"), user_param(user), conversation))
 
     @api.get("/api/memory/facts", summary="What Echo knows: the owner sees everyone's facts, a user with their key their own")
     async def facts_list(

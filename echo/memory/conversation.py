@@ -3,25 +3,29 @@ truth: every exchange Echo saves is stamped with when it was said and its conver
 (echo.memory.parsing.STAMP), so a restart forgets nothing.
 
 A conversation's id is a capability: whoever holds it continues the conversation. The files
-keep only its key, a hash, so that reading memory/ never hands out a live id.
+keep only its key, a hash, so that reading memory/ never hands out a live id; the list of
+conversations (ConversationIndex) names them by key, for those who may see them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import threading
-import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
 from echo.config import DEFAULT_MARKERS
-from echo.memory.parsing import Turn, parse_part
+from echo.memory.parsing import STAMP_START, Turn, parse_part
+from echo.memory.store import PartFile
 
 ID_BYTES = 18  # 144 bits: unguessable, and 24 URL-safe characters
+KEY_PATTERN = r"^[0-9a-f]{16}$"  # a conversation's key, as the list gives it (never a handed-out id: those are 24 characters)
+TITLE_CHARS = 80
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,11 @@ def conversation_key(conversation_id: str) -> str:
     return hashlib.sha256(f"echo-conversation:{conversation_id}".encode()).hexdigest()[:16]
 
 
+def is_key(reference: str) -> bool:
+    """Whether a conversation reference is a key (as the list shows) rather than a handed-out id."""
+    return re.match(KEY_PATTERN, reference) is not None
+
+
 def exchanges_in(turns: list[Turn], path: str, key: str) -> list[Exchange]:
     """The exchanges of conversation key among a part's turns: a user turn, then Echo's reply."""
     found = []
@@ -57,26 +66,154 @@ def exchanges_in(turns: list[Turn], path: str, key: str) -> list[Exchange]:
     return found
 
 
-def read_conversation(memory_dir: Path, user: str, key: str, newer_than_s: float, markers: Mapping[str, str] = DEFAULT_MARKERS) -> list[Exchange]:
-    """Conversation key's exchanges in user's parts written in the last newer_than_s seconds,
-    oldest first. A conversation lives in the parts its user wrote while it went on, so only
-    those are read, however large the memory."""
-    since = time.time() - newer_than_s
-    parts = []
-    for path in memory_dir.glob(f"day*/{user}/part*.txt"):  # user names hold no glob characters (USER_PATTERN)
+def part_lines(path: Path) -> list[str]:
+    """A part's lines as the parser takes them (split at "\n" only)."""
+    return _split(path.read_bytes())
+
+
+def read_conversation(memory_dir: Path, paths: Iterable[str], key: str, markers: Mapping[str, str] = DEFAULT_MARKERS) -> list[Exchange]:
+    """Conversation key's exchanges in the parts at paths (one user's: the ConversationIndex
+    knows which), oldest first. A part gone or unreadable gives none."""
+    found: list[Exchange] = []
+    for relative in sorted(set(paths)):
+        path = memory_dir / relative
+        if path.is_symlink() or not path.is_file():
+            continue
         try:
-            written = path.stat().st_mtime
+            lines = part_lines(path)
         except OSError:
             continue
-        if written >= since and path.is_file() and not path.is_symlink():
-            parts.append((written, path))
-    found: list[Exchange] = []
-    for _, path in sorted(parts):
-        lines = path.read_bytes().decode("utf-8", "replace").split("\n")
-        if lines[-1] == "":  # the newline that ends the last line starts no line of its own
-            lines.pop()
-        found += exchanges_in(parse_part(lines, markers), path.relative_to(memory_dir).as_posix(), key)
+        found += exchanges_in(parse_part(lines, markers), relative, key)
     return sorted(found, key=lambda e: datetime.fromisoformat(e.at))
+
+
+@dataclass(frozen=True)
+class Said:
+    """What the conversation list keeps of one saved exchange (the texts stay in the part)."""
+
+    key: str
+    at: str
+    title: str  # the prompt's first line, shortened
+
+
+@dataclass(frozen=True)
+class ConversationSummary:
+    """One conversation as the list shows it: id is its key, as the files keep it."""
+
+    id: str
+    user: str
+    title: str
+    started: str
+    last: str
+    exchanges: int
+    parts: tuple[str, ...]
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k != "parts"}
+
+
+def title_of(prompt: str) -> str:
+    first = next((line.strip() for line in prompt.split("\n") if line.strip()), "")
+    return first if len(first) <= TITLE_CHARS else first[: TITLE_CHARS - 1].rstrip() + "…"
+
+
+def said_in(turns: list[Turn]) -> list[Said]:
+    """The stamped exchanges among a part's turns, for the list."""
+    return [
+        Said(asked.conversation, asked.at, title_of(asked.text))
+        for asked, answered in zip(turns, turns[1:])
+        if asked.conversation and asked.conversation == answered.conversation and asked.speaker == "user" and answered.speaker == "echo" and asked.at
+    ]
+
+
+class ConversationIndex:
+    """Every conversation in Echo's saved exchanges, by user, kept as exchanges are saved and
+    as parts change on disk: listing them and finding one's parts never scan the memory.
+    Only the parts holding a stamp are parsed, so the owner's old history costs a read."""
+
+    def __init__(self, memory_dir: Path, markers: Mapping[str, str] = DEFAULT_MARKERS):
+        self.memory_dir, self.markers = memory_dir, markers
+        self._parts: dict[str, tuple[int, int, str, list[Said]]] = {}  # path -> (size, mtime_ns, user, exchanges)
+        self._conversations: dict[tuple[str, str], ConversationSummary] = {}
+        self._by_user: dict[str, set[str]] = {}
+        self._lock = threading.Lock()
+        self.ready = threading.Event()  # set once the first refresh has read every part
+
+    def refresh(self, parts: Iterable[PartFile]) -> int:
+        """Take in the parts whose size or mtime changed (every part at first), drop the
+        ones gone; parts is the whole memory as scan_parts finds it. Returns parts read."""
+        current = {p.path: p for p in parts}
+        changed = [p for p in current.values() if self._parts.get(p.path, (None, None))[:2] != (p.size, p.mtime_ns)]
+        read = {}
+        for part in changed:
+            try:
+                data = (self.memory_dir / part.path).read_bytes()
+            except OSError:
+                continue  # gone meanwhile: the next refresh drops it
+            said = said_in(parse_part(_split(data), self.markers)) if STAMP_START.encode() in data else []
+            read[part.path] = (part.size, part.mtime_ns, part.user, said)
+        with self._lock:
+            touched: set[tuple[str, str]] = set()
+            for path in (set(self._parts) - set(current)) | set(read):
+                old = self._parts.pop(path, None)
+                touched |= {(old[2], s.key) for s in old[3]} if old else set()
+            for path, entry in read.items():
+                self._parts[path] = entry
+                touched |= {(entry[2], s.key) for s in entry[3]}
+            self._summarize(touched, set(read))
+        self.ready.set()
+        return len(read)
+
+    def saved(self, user: str, path: str, said: Said) -> None:
+        """One exchange Echo just appended to path: listed at once. The part keeps the size
+        and mtime it was read at, so the next refresh reads it whole again (and with it
+        anything else written there meanwhile)."""
+        with self._lock:
+            old = self._parts.get(path, (0, 0, user, []))
+            self._parts[path] = (old[0], old[1], user, [*old[3], said])
+            self._summarize({(user, said.key)}, {path})
+
+    def _summarize(self, touched: set[tuple[str, str]], new_paths: set[str]) -> None:
+        for user, key in touched:
+            known = self._conversations.get((user, key))
+            paths = (set(known.parts) if known else set()) | {p for p in new_paths if self._parts.get(p, (0, 0, ""))[2] == user}
+            said = sorted(
+                ((path, s) for path in paths if path in self._parts for s in self._parts[path][3] if s.key == key),
+                key=lambda ps: datetime.fromisoformat(ps[1].at),
+            )
+            if not said:
+                self._conversations.pop((user, key), None)
+                self._by_user.get(user, set()).discard(key)
+                continue
+            parts = tuple(sorted({path for path, _ in said}))
+            first, last = said[0][1], said[-1][1]
+            self._conversations[(user, key)] = ConversationSummary(key, user, first.title, first.at, last.at, len(said), parts)
+            self._by_user.setdefault(user, set()).add(key)
+
+    def find(self, key: str, user: str | None = None) -> list[ConversationSummary]:
+        """The conversations with this key: user's, or (user None) anyone's."""
+        with self._lock:
+            if user is not None:
+                found = self._conversations.get((user, key))
+                return [found] if found else []
+            return [c for (_, k), c in self._conversations.items() if k == key]
+
+    def listing(self, user: str | None, limit: int, offset: int) -> tuple[int, list[ConversationSummary]]:
+        """(how many, one page of them newest first): user's, or everyone's with user None."""
+        with self._lock:
+            if user is None:
+                chosen = list(self._conversations.values())
+            else:
+                chosen = [self._conversations[(user, key)] for key in self._by_user.get(user, ())]
+        chosen.sort(key=lambda c: (datetime.fromisoformat(c.last), c.id), reverse=True)
+        return len(chosen), chosen[offset : offset + limit]
+
+
+def _split(data: bytes) -> list[str]:
+    lines = data.decode("utf-8", "replace").split("\n")
+    if lines and lines[-1] == "":  # the newline that ends the last line starts no line of its own
+        lines.pop()
+    return lines
 
 
 class RecentConversations:

@@ -80,3 +80,36 @@ def test_an_openai_client_with_a_history_gets_an_answer_whose_context_is_that_hi
     answer = client.chat.completions.create(model="echo", messages=[*history, {"role": "user", "content": "Where does my sister live?"}])
     details = answer.model_extra["echo"]
     assert answer.choices[0].message.content and details["context"] == history
+
+
+def test_a_user_lists_their_conversations_reads_one_back_after_a_restart_and_goes_on_with_it(instant: Echo):
+    import ray
+
+    from actors.memory_actor import NAMESPACE, actor_name
+
+    def get(path: str, user: str | None = "lists", token: str | None = None, **params) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token or instant.key('lists')}"} if token != "" else {}
+        return httpx.get(f"{instant.url}{path}", params={**({"user": user} if user else {}), **params}, headers=headers, timeout=30)
+
+    trip = instant.ask({"prompt": "I am planning a trip to Jeju", "user": "lists"}).json()
+    instant.ask({"prompt": "Which ferry should I take?", "user": "lists", "conversation": trip["conversation"]})
+    bread = instant.ask({"prompt": "How do I bake bread?", "user": "lists"}).json()
+    listed = get("/api/conversations").json()
+    assert listed["total"] == 2 and [c["title"] for c in listed["conversations"]] == ["How do I bake bread?", "I am planning a trip to Jeju"]
+    assert [c["exchanges"] for c in listed["conversations"]] == [1, 2]
+    assert get("/api/conversations", user=None, token="").status_code == 401  # a guest cannot list
+    assert get("/api/conversations", user="someone", token=instant.key("someone")).json()["total"] == 0  # another's list holds none of them
+    key = listed["conversations"][1]["id"]
+    assert get(f"/api/conversations/{key}", user="someone", token=instant.key("someone")).status_code == 404  # another's: not found
+    assert get(f"/api/conversations/{bread['conversation']}", user=None, token="").status_code == 404  # a guest's id list holds no one else's
+
+    ray.kill(ray.get_actor(actor_name(instant.home / "memory"), namespace=NAMESPACE), no_restart=False)
+    back = wait_for(lambda: (r := get(f"/api/conversations/{key}")).status_code == 200 and r, timeout=60, what="the conversation read back after a restart")
+    exchanges = back.json()["exchanges"]
+    assert [e["prompt"] for e in exchanges] == ["I am planning a trip to Jeju", "Which ferry should I take?"]
+    first_saved = (instant.home / "memory" / exchanges[0]["path"]).read_text(encoding="utf-8").split("\n")
+    asked, _ = parse_part(first_saved[exchanges[0]["line_start"] - 1 : exchanges[0]["line_end"]])
+    assert asked.text == "I am planning a trip to Jeju"  # cites where it is written
+    on = instant.ask({"prompt": "And where should I stay?", "user": "lists", "conversation": key}).json()
+    assert on["conversation"] == key and [c["prompt"] for c in on["context"]] == ["I am planning a trip to Jeju", "Which ferry should I take?"]
+    assert get(f"/api/conversations/{key}").json()["conversation"]["exchanges"] == 3

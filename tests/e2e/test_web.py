@@ -189,3 +189,70 @@ def test_the_page_shows_the_facts_an_answer_used_and_what_echo_knows_with_a_dele
     assert text not in {f["text"] for f in listed["facts"]}
     browser.find_element(By.ID, "facts-undo").click()  # a delete misclicked costs nothing
     wait(browser, lambda: any(text in t for t in shown()), timeout=30)
+
+
+def test_the_page_lists_conversations_reads_them_back_and_renders_replies_as_safe_markdown(instant, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    from echo.brain.users import user_key
+    from echo.memory.conversation import conversation_key
+
+    browser.get(f"{instant.url}/ui/")
+    browser.execute_script("sessionStorage.clear()")
+    browser.refresh()
+    browser.find_element(By.ID, "user").send_keys("pages")
+    browser.find_element(By.ID, "token").send_keys(user_key(instant.token, "pages"))
+
+    def send(text: str):
+        before = len(browser.find_elements(By.CSS_SELECTOR, "#log .exchange"))
+        browser.execute_script("const p = document.getElementById('prompt'); p.value = arguments[0];", text)  # newlines kept: send_keys would press Enter
+        browser.find_element(By.ID, "prompt").send_keys(Keys.ENTER)
+        wait(browser, lambda: len(browser.find_elements(By.CSS_SELECTOR, "#log .exchange")) > before)
+        exchange = browser.find_elements(By.CSS_SELECTOR, "#log .exchange")[-1]
+        wait(browser, lambda: exchange.find_element(By.CSS_SELECTOR, ".reply").text and exchange.find_element(By.CSS_SELECTOR, ".status").text == "")
+        return exchange
+
+    def listed():
+        return [(i.get_attribute("data-id"), "current" in i.get_attribute("class")) for i in browser.find_elements(By.CSS_SELECTOR, "#conversation-list li")]
+
+    hostile = "Look: <img src=x onerror=\"window.__ran = 1\"> and [a link](javascript:window.__ran=2)\n\n```python\nprint('hi')\n```"
+    send("첫 번째 대화: 제주 여행")
+    send(hostile)  # the instant circuits answer with the prompt: the reply holds it too
+    first = browser.execute_script("return sessionStorage.getItem('echo-conversation')")
+    browser.find_element(By.ID, "new-conversation").click()
+    send("두 번째 대화: 빵 굽기")
+    second = browser.execute_script("return sessionStorage.getItem('echo-conversation')")
+    wait(browser, lambda: len(listed()) == 2, timeout=30)
+    assert not browser.find_element(By.ID, "conversations").get_attribute("hidden")
+    titles = [b.text.split("\n")[0] for b in browser.find_elements(By.CSS_SELECTOR, "#conversation-list button")]
+    assert titles == ["두 번째 대화: 빵 굽기", "첫 번째 대화: 제주 여행"] and [current for _, current in listed()] == [True, False]
+
+    browser.refresh()  # a reload shows the conversation the tab is in
+    wait(browser, lambda: [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#log .you")] == ["두 번째 대화: 빵 굽기"], timeout=30)
+    assert browser.execute_script("return sessionStorage.getItem('echo-conversation')") == second
+
+    browser.execute_script("window.__ran = 0")
+    browser.find_elements(By.CSS_SELECTOR, "#conversation-list button")[1].click()  # the other one
+    wait(browser, lambda: len(browser.find_elements(By.CSS_SELECTOR, "#log .exchange")) == 2, timeout=30)
+    wait(browser, lambda: [current for _, current in listed()] == [False, True], timeout=30)
+    reply = browser.find_elements(By.CSS_SELECTOR, "#log .reply")[1]
+    said = browser.find_elements(By.CSS_SELECTOR, "#log .you")[1].text
+    assert '<img src=x onerror="window.__ran = 1">' in said and "```python" in said  # the prompt as typed, as text
+    assert reply.find_element(By.CSS_SELECTOR, "pre code").text == "print('hi')"  # a Markdown code block is code
+    assert reply.find_elements(By.CSS_SELECTOR, "button.copy")
+    assert not browser.find_elements(By.CSS_SELECTOR, "#log [onerror]")
+    for link in reply.find_elements(By.CSS_SELECTOR, "a"):
+        assert not (link.get_attribute("href") or "").startswith("javascript:")
+    assert browser.execute_script("return window.__ran") == 0  # nothing in the reply ran
+    send("그럼 어디서 묵을까?")  # goes on with the conversation clicked
+    key = [i for i, current in listed() if current][0]
+    assert browser.execute_script("return sessionStorage.getItem('echo-conversation')") == key == conversation_key(first)
+    screenshot(browser, "conversations.png")
+
+    browser.set_window_size(390, 844)  # a phone's width: the list sits above the chat, nothing overflows sideways
+    try:
+        assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth + 1")
+        screenshot(browser, "conversations-phone.png")
+    finally:
+        browser.set_window_size(1200, 1000)

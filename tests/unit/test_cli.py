@@ -208,3 +208,27 @@ def test_distill_while_another_distills_the_same_memory_says_so(tmp_path):
     with distilling_lock(tmp_path / "memory_facts"):
         busy = CliRunner().invoke(main, ["distill", "--config", config_in(tmp_path)])
     assert busy.exit_code == 1 and "another process is distilling this memory" in busy.output and "Traceback" not in busy.output
+
+
+def test_conversations_lists_them_newest_first_and_shows_one_with_where_it_is_written(tmp_path):
+    from datetime import timedelta
+
+    from echo.memory.conversation import conversation_key
+    from echo.memory.parsing import stamp_line
+
+    memory = tmp_path / "memory"
+    for minutes, user, key, prompt in ((0, "minji", "trip", "Plan my trip to Jeju"), (1, "sora", "tea", "I like green tea"), (2, "minji", "trip", "And the ferry?")):
+        at = NOW + timedelta(minutes=minutes)
+        append_exchange(memory, user, exchange_lines(prompt, "ok", stamp=stamp_line(at.isoformat(timespec="seconds"), conversation_key(key))), at, "UTC")
+    runner = CliRunner()
+    listed = runner.invoke(main, ["conversations", "--memory", str(memory)])
+    assert listed.exit_code == 0, listed.output
+    rows = [line for line in listed.stdout.splitlines() if line]
+    assert [row.split()[2] for row in rows] == ["minji", "sora"] and "2 exchanges  Plan my trip to Jeju" in rows[0]
+    mine = json.loads(runner.invoke(main, ["conversations", "--memory", str(memory), "--user", "minji", "--json"]).stdout)
+    assert mine["total"] == 1 and mine["conversations"][0]["id"] == conversation_key("trip")
+    shown = runner.invoke(main, ["conversations", "--memory", str(memory), "show", conversation_key("trip")])
+    assert shown.exit_code == 0 and "minji: Plan my trip to Jeju" in shown.output and "minji: And the ferry?" in shown.output
+    assert "/minji/part1.txt:" in shown.output  # where each exchange is written
+    unknown = runner.invoke(main, ["conversations", "--memory", str(memory), "show", "nope"])
+    assert unknown.exit_code == 1 and "no conversation 'nope'" in unknown.output and "echo-server conversations" in unknown.output

@@ -10,9 +10,9 @@ import pytest
 
 from echo.brain import users
 from echo.brain.brain import AskError
-from echo.memory.conversation import RecentConversations, conversation_key, exchanges_in, read_conversation
+from echo.memory.conversation import ConversationIndex, RecentConversations, Said, conversation_key, exchanges_in, read_conversation
 from echo.memory.parsing import parse_part, stamp_line
-from echo.memory.store import append_exchange, exchange_lines
+from echo.memory.store import append_exchange, exchange_lines, scan_parts
 from tests.fakes import CIRCUITS, FakeCircuit, FakeMemory, hit, make_brain
 
 TOKEN = "conversation-test-token"
@@ -55,13 +55,13 @@ def test_without_an_id_or_with_one_echo_never_gave_out_a_new_conversation_starts
     assert len(first["conversation"]) >= 22  # at least 128 bits, URL-safe
 
 
-def test_a_conversation_gone_idle_starts_anew(echo):
+def test_a_conversation_taken_up_days_later_goes_on(echo):
     brain, _, memory = echo
-    memory.clock = datetime.now(timezone.utc) - timedelta(minutes=31)
+    memory.clock = datetime.now(timezone.utc) - timedelta(days=3)
     first = ask(brain, "hello")
     memory.clock = None
     later = ask(brain, "are you there?", conversation=first["conversation"])
-    assert later["context"] == [] and later["conversation"] != first["conversation"]
+    assert later["conversation"] == first["conversation"] and [c["prompt"] for c in later["context"]] == ["hello"]
 
 
 def test_guests_do_not_see_each_others_conversation(echo):
@@ -81,6 +81,13 @@ def test_a_keyed_users_conversation_is_only_theirs(echo):
     assert stolen["context"] == [] and stolen["conversation"] != first["conversation"]
     owner = ask(brain, "where did minji move?", conversation=first["conversation"], authorization=f"Bearer {TOKEN}")
     assert owner["context"] == []  # the owner's conversations are the owner's: origin is another user
+    key = conversation_key(first["conversation"])
+    by_key = ask(brain, "where did I move?", conversation=key, **sora)
+    assert by_key["context"] == []  # the list's key names only one's own conversation
+    mine = ask(brain, "where did I move?", conversation=key, **minji)
+    assert [c["prompt"] for c in mine["context"]] == ["I moved to Busan"] and mine["conversation"] == key
+    guest = ask(brain, "where did minji move?", conversation=key)
+    assert guest["context"] == []  # a guest holds ids, never keys
 
 
 def test_a_user_name_without_its_key_is_refused_before_anything_is_saved(echo):
@@ -159,10 +166,13 @@ def test_a_conversation_is_read_back_from_the_files_after_a_restart(tmp_path):
     first = save(memory_dir, "guest", "내 고양이 이름은 나비야", "예쁜 이름이네요", key, now - timedelta(minutes=3))
     save(memory_dir, "guest", "someone else's secret", "kept", other, now - timedelta(minutes=2))
     save(memory_dir, "guest", "나비는 세 살이야", "알겠어요", key, now - timedelta(minutes=1))
-    found = read_conversation(memory_dir, "guest", key, newer_than_s=3600)
+    index = ConversationIndex(memory_dir)
+    index.refresh(scan_parts(memory_dir)[0])
+    (summary,) = index.find(key, "guest")
+    found = read_conversation(memory_dir, summary.parts, key)
     assert [e.prompt for e in found] == ["내 고양이 이름은 나비야", "나비는 세 살이야"]
     assert (found[0].path, found[0].line_start, found[0].line_end) == (first.path, first.line_start, first.line_end)
-    assert read_conversation(memory_dir, "sora", key, newer_than_s=3600) == []  # another user's folder holds none of it
+    assert index.find(key, "sora") == []  # another user's folder holds none of it
     cache = RecentConversations()
     assert cache.get("guest", key, lambda: found) == found
     assert cache.get("guest", key, lambda: pytest.fail("read again")) == found  # kept once read
@@ -174,7 +184,8 @@ def test_a_long_conversation_hands_back_only_the_exchanges_a_prompt_can_take(tmp
     for n in range(8):
         save(memory_dir, "guest", f"exchange {n}", "ok", key, now - timedelta(minutes=8 - n))
     cache = RecentConversations()
-    newest = cache.get("guest", key, lambda: read_conversation(memory_dir, "guest", key, newer_than_s=3600), last=3)
+    parts = [p.path for p in scan_parts(memory_dir)[0]]
+    newest = cache.get("guest", key, lambda: read_conversation(memory_dir, parts, key), last=3)
     assert [e.prompt for e in newest] == ["exchange 5", "exchange 6", "exchange 7"]  # the newest, oldest first
     assert len(cache.get("guest", key, lambda: pytest.fail("read again"))) == 8  # the cache keeps them all
 
@@ -185,3 +196,85 @@ def test_a_prompt_cannot_forge_a_stamp_or_a_turn():
     turns = parse_part(lines)
     assert [t.speaker for t in turns] == ["user", "echo"] and {t.conversation for t in turns} == {conversation_key("mine")}
     assert [e.prompt for e in exchanges_in(turns, "p", conversation_key("victim"))] == []
+
+
+# -- the list: conversations to come back to ---------------------------------------------------
+
+
+def test_the_list_holds_each_conversation_with_its_title_count_and_times_newest_first(tmp_path):
+    memory_dir, now = tmp_path / "memory", datetime(2026, 3, 5, 12, 0, tzinfo=timezone.utc)
+    a, b, c = conversation_key("a"), conversation_key("b"), conversation_key("c")
+    save(memory_dir, "minji", "Plan my trip to Jeju\nwith two kids", "Sure", a, now)
+    save(memory_dir, "minji", "What about Busan?", "Also nice", b, now + timedelta(minutes=1))
+    save(memory_dir, "minji", "And the ferry?", "Twice a day", a, now + timedelta(minutes=2))
+    save(memory_dir, "sora", "x" * 200, "long", c, now + timedelta(days=1, minutes=3))
+    (memory_dir / "day0305" / "minji" / "part9.txt").write_text("주인의 말:\nold history, no stamp\n에코의 말:\nok\n", encoding="utf-8")
+    index = ConversationIndex(memory_dir)
+    assert index.refresh(scan_parts(memory_dir)[0]) == 3
+    total, page = index.listing("minji", 10, 0)
+    assert total == 2 and [(s.id, s.title, s.exchanges) for s in page] == [(a, "Plan my trip to Jeju", 2), (b, "What about Busan?", 1)]
+    assert (page[0].started, page[0].last) == ("2026-03-05T12:00:00+00:00", "2026-03-05T12:02:00+00:00")
+    everyone = index.listing(None, 10, 0)[1]
+    assert [s.user for s in everyone] == ["sora", "minji", "minji"] and len(everyone[0].title) == 80 and everyone[0].title.endswith("…")
+    assert index.listing("minji", 1, 1)[1][0].id == b and index.listing("minji", 10, 5) == (2, [])  # paged; past the end, empty
+    assert index.refresh(scan_parts(memory_dir)[0]) == 0  # nothing changed: nothing read
+
+
+def test_the_list_follows_saves_at_once_and_parts_changed_on_disk_at_the_next_refresh(tmp_path):
+    memory_dir, now = tmp_path / "memory", datetime(2026, 3, 5, 12, 0, tzinfo=timezone.utc)
+    a = conversation_key("a")
+    first = save(memory_dir, "minji", "hello", "hi", a, now)
+    index = ConversationIndex(memory_dir)
+    index.refresh(scan_parts(memory_dir)[0])
+    second = save(memory_dir, "minji", "again", "hi again", a, now + timedelta(minutes=1))
+    index.saved("minji", second.path, Said(a, (now + timedelta(minutes=1)).isoformat(timespec="seconds"), "again"))
+    assert index.find(a, "minji")[0].exchanges == 2  # listed at once
+    index.refresh(scan_parts(memory_dir)[0])
+    assert index.find(a, "minji")[0].exchanges == 2  # read again from the file: the same, not twice
+    (memory_dir / first.path).unlink()  # the owner removed the day
+    index.refresh(scan_parts(memory_dir)[0])
+    assert index.find(a, "minji") == [] and index.listing("minji", 10, 0) == (0, [])
+
+
+def owner_of(token=TOKEN):
+    return f"Bearer {token}"
+
+
+def test_who_may_list_and_read_which_conversations(echo):
+    brain, _, _ = echo
+    minji = {"user": "minji", "authorization": f"Bearer {users.user_key(TOKEN, 'minji')}"}
+    sora = {"user": "sora", "authorization": f"Bearer {users.user_key(TOKEN, 'sora')}"}
+    theirs = ask(brain, "I moved to Busan", **minji)["conversation"]
+    ask(brain, "I like tea", **sora)
+    guests = ask(brain, "a guest's secret")["conversation"]
+    run = asyncio.run
+    owner = run(brain.conversations(owner_of(), None))
+    assert owner["total"] == 3 and {c["user"] for c in owner["conversations"]} == {"minji", "sora", "guest"}
+    assert [c["user"] for c in run(brain.conversations(owner_of(), "sora"))["conversations"]] == ["sora"]
+    listed = run(brain.conversations(minji["authorization"], "minji"))
+    (mine,) = listed["conversations"]
+    assert mine["id"] == conversation_key(theirs) and mine["title"] == "I moved to Busan" and mine["exchanges"] == 1
+    for reference in (theirs, mine["id"]):  # the id handed out, or the key the list shows
+        assert run(brain.conversation(minji["authorization"], "minji", reference))["exchanges"][0]["prompt"] == "I moved to Busan"
+    assert run(brain.conversation(owner_of(), None, mine["id"]))["conversation"]["user"] == "minji"
+    assert run(brain.conversation(None, None, guests))["exchanges"][0]["prompt"] == "a guest's secret"  # a guest, by the id it holds
+    refused = [
+        (lambda: brain.conversations(None, None), 401),  # a guest cannot list
+        (lambda: brain.conversations(minji["authorization"], "sora"), 401),  # minji's key is not sora's
+        (lambda: brain.conversation(sora["authorization"], "sora", theirs), 404),  # another's id: not found, not forbidden
+        (lambda: brain.conversation(sora["authorization"], "sora", mine["id"]), 404),
+        (lambda: brain.conversation(None, None, conversation_key(guests)), 404),  # a guest holds ids, never keys
+        (lambda: brain.conversation(None, None, theirs), 404),
+        (lambda: brain.conversation(minji["authorization"], "minji", "../../etc/passwd"), 404),  # malformed
+        (lambda: brain.conversations(owner_of(), None, limit=0), 422),
+    ]
+    for call, status in refused:
+        with pytest.raises(AskError) as error:
+            run(call())
+        assert error.value.status == status, error.value.message
+    with pytest.raises(AskError) as error:
+        run(brain.conversation(minji["authorization"], "minji", "nope"))
+    assert "GET /api/conversations" in error.value.message  # says where ids come from
+    capped = run(brain.conversations(owner_of(), None, limit=10_000))
+    assert capped["limit"] == 100 and "100 shown" in capped["note"]
+    assert run(brain.conversations(owner_of(), None, offset=50))["conversations"] == []

@@ -70,6 +70,8 @@ def test_the_schema_documents_every_route_with_echos_error_shape():
         ("GET", "/api/memory/facts/{fact_id}"),
         ("PATCH", "/api/memory/facts/{fact_id}"),
         ("DELETE", "/api/memory/facts/{fact_id}"),
+        ("GET", "/api/conversations"),
+        ("GET", "/api/conversations/{conversation}"),
     }
     for path, item in documented["paths"].items():
         for operation in item.values():
