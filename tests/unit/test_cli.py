@@ -217,7 +217,11 @@ def test_conversations_lists_them_newest_first_and_shows_one_with_where_it_is_wr
     from echo.memory.parsing import stamp_line
 
     memory = tmp_path / "memory"
-    for minutes, user, key, prompt in ((0, "minji", "trip", "Plan my trip to Jeju"), (1, "sora", "tea", "I like green tea"), (2, "minji", "trip", "And the ferry?")):
+    for minutes, user, key, prompt in (
+        (0, "minji", "trip", "Plan my trip to Jeju"),
+        (1, "sora", "tea", "I like green tea"),
+        (2, "minji", "trip", "And the ferry?"),
+    ):
         at = NOW + timedelta(minutes=minutes)
         append_exchange(memory, user, exchange_lines(prompt, "ok", stamp=stamp_line(at.isoformat(timespec="seconds"), conversation_key(key))), at, "UTC")
     runner = CliRunner()
