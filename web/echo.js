@@ -1,9 +1,12 @@
 // Echo's chat page: plain JavaScript, no build step. Streams /api/ask (server-sent events
-// over fetch), shows each circuit's draft in its own panel and the memories used, and draws
-// the insights. The owner token (or a user's key) lives only in this tab's sessionStorage.
+// over fetch), shows each circuit's draft in its own panel and the memories used, lists the
+// conversations to come back to, and draws the insights. Replies are Markdown, rendered by
+// the vendored marked and sanitized by DOMPurify. The owner token (or a user's key) lives
+// only in this tab's sessionStorage.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
+const BASE = location.pathname.replace(/\/ui(\/.*)?$/, ""); // Echo's routes, wherever the app is mounted
 const tokenInput = $("token");
 tokenInput.value = sessionStorage.getItem("echo-token") || "";
 tokenInput.addEventListener("input", () => sessionStorage.setItem("echo-token", tokenInput.value));
@@ -13,14 +16,48 @@ userInput.value = sessionStorage.getItem("echo-user") || "";
 userInput.addEventListener("input", () => sessionStorage.setItem("echo-user", userInput.value.trim()));
 
 // The conversation this tab is in: Echo hands out its id with the first answer, and the next
-// messages carry it, so Echo sees what was just said. "New conversation" forgets it.
+// messages carry it, so Echo sees what was just said; a reload reads it back. "New
+// conversation" leaves it (it stays in the list).
 let conversation = sessionStorage.getItem("echo-conversation");
+function enter(id) {
+  conversation = id;
+  if (id) sessionStorage.setItem("echo-conversation", id);
+  else sessionStorage.removeItem("echo-conversation");
+  for (const item of $("conversation-list").children) {
+    const current = item.dataset.id === id;
+    item.classList.toggle("current", current);
+    if (current) item.setAttribute("aria-current", "true");
+    else item.removeAttribute("aria-current");
+  }
+}
 $("new-conversation").addEventListener("click", () => {
-  conversation = null;
-  sessionStorage.removeItem("echo-conversation");
+  enter(null);
   $("log").replaceChildren();
   prompt.focus();
 });
+
+// A reply as Markdown: marked writes the HTML, DOMPurify strips whatever could run (scripts,
+// event handlers, javascript: links) before it touches the page, and images and forms too: a
+// reply never makes the browser fetch anything or post anywhere. Code blocks get a copy button.
+const ALLOWED = { FORBID_TAGS: ["img", "picture", "video", "audio", "source", "style", "form", "input", "button", "textarea", "select"], FORBID_ATTR: ["style"] };
+function showMarkdown(element, text) {
+  element.innerHTML = DOMPurify.sanitize(marked.parse(text, { gfm: true, breaks: true }), ALLOWED);
+  for (const link of element.querySelectorAll("a[href]")) {
+    link.target = "_blank";
+    link.rel = "noopener noreferrer";
+  }
+  for (const code of element.querySelectorAll("pre > code")) {
+    const copy = document.createElement("button");
+    copy.type = "button";
+    copy.className = "copy";
+    copy.textContent = "복사 Copy";
+    copy.addEventListener("click", async () => {
+      await navigator.clipboard.writeText(code.textContent).catch(() => {});
+      copy.textContent = "복사됨 Copied";
+    });
+    code.parentElement.before(copy);
+  }
+}
 
 function headers() {
   const h = { "Content-Type": "application/json" };
@@ -55,10 +92,15 @@ $("ask").addEventListener("submit", async (event) => {
   }
 });
 
-async function ask(text) {
+function exchangeView(text) {
   const view = $("exchange").content.firstElementChild.cloneNode(true);
-  view.querySelector(".you").textContent = text;
+  view.querySelector(".you").textContent = text; // a prompt is shown as it was typed, never as HTML
   $("log").append(view);
+  return view;
+}
+
+async function ask(text) {
+  const view = exchangeView(text);
   const reply = view.querySelector(".reply");
   const status = view.querySelector(".status");
   const panels = view.querySelector(".circuits");
@@ -78,7 +120,7 @@ async function ask(text) {
   status.textContent = "…";
   let response;
   try {
-    response = await fetch("/api/ask", { method: "POST", headers: headers(), body: JSON.stringify({ prompt: text, stream: true, ...(userInput.value.trim() ? { user: userInput.value.trim() } : {}), ...(conversation ? { conversation } : {}) }) });
+    response = await fetch(`${BASE}/api/ask`, { method: "POST", headers: headers(), body: JSON.stringify({ prompt: text, stream: true, ...(userInput.value.trim() ? { user: userInput.value.trim() } : {}), ...(conversation ? { conversation } : {}) }) });
   } catch (error) {
     status.textContent = `Echo cannot be reached: ${error}`;
     return;
@@ -92,14 +134,13 @@ async function ask(text) {
   const drafts = {};
   let merge = null;
   const show = () => { // with concat the reply grows as the drafts do
-    if (merge === "concat") reply.textContent = order.map((n) => drafts[n]).filter(Boolean).join("\n\n");
+    if (merge === "concat") showMarkdown(reply, order.map((n) => drafts[n]).filter(Boolean).join("\n\n"));
   };
   for await (const [name, data] of events(response)) {
     if (name === "start") {
       merge = data.merge;
       order = data.order || [];
-      conversation = data.conversation;
-      sessionStorage.setItem("echo-conversation", conversation);
+      enter(data.conversation);
       if (data.route === "circuits") order.forEach(panel);
       status.textContent = data.route === "circuits" ? "the circuits are answering…" : "";
       showMemories(view, data.memories || []);
@@ -116,7 +157,8 @@ async function ask(text) {
       p.classList.add(name === "circuit_done" ? "done" : "failed");
       if (data.reason) p.querySelector("pre").textContent += `\n[${data.reason}]`;
     } else if (name === "done") {
-      reply.textContent = data.reply;
+      showMarkdown(reply, data.reply);
+      loadConversations();
       status.textContent = data.degraded ? `degraded: ${Object.keys(data.failed).join(", ")} failed` : "";
       if (data.memories) showMemories(view, data.memories);
       showFacts(view, data.facts || [], data.memories || []);
@@ -184,6 +226,66 @@ function undoButton() {
   return button;
 }
 
+// ---- conversations to come back to -------------------------------------------------
+
+async function loadConversations() { // the owner's (everyone's) or a keyed user's own; a guest has no list
+  const params = new URLSearchParams({ limit: 100 });
+  if (userInput.value.trim()) params.set("user", userInput.value.trim());
+  const response = await fetch(`${BASE}/api/conversations?${params}`, { headers: headers() }).catch(() => null);
+  const body = response ? await response.json().catch(() => ({})) : {};
+  $("conversations").hidden = !(response && response.ok);
+  if (!response || !response.ok) return;
+  $("conversations-status").textContent = body.total ? "" : "아직 대화가 없어요. No conversations yet.";
+  $("conversation-list").replaceChildren(...body.conversations.map((c) => {
+    const item = document.createElement("li");
+    item.dataset.id = c.id;
+    item.dataset.user = c.user;
+    const open = document.createElement("button");
+    open.type = "button";
+    const when = new Date(c.last).toLocaleString();
+    open.textContent = c.title || "(untitled)";
+    const about = document.createElement("small");
+    about.textContent = `${body.user === null ? `${c.user} · ` : ""}${when} · ${c.exchanges} ${c.exchanges === 1 ? "exchange" : "exchanges"}`;
+    open.append(document.createElement("br"), about);
+    open.addEventListener("click", () => openConversation(c.id, c.user));
+    item.append(open);
+    return item;
+  }));
+  enter(conversation);
+}
+
+// Its exchanges read back from memory/, then the next message goes on with it (as its user:
+// the owner reading minji's conversation talks in it as minji).
+async function openConversation(id, user) {
+  const params = new URLSearchParams();
+  if (user && user !== "origin" && user !== "guest") {
+    if (userInput.value.trim() !== user) userInput.value = user;
+    sessionStorage.setItem("echo-user", user);
+    params.set("user", user);
+  } else if (userInput.value.trim()) {
+    params.set("user", userInput.value.trim());
+  }
+  const response = await fetch(`${BASE}/api/conversations/${encodeURIComponent(id)}?${params}`, { headers: headers() }).catch(() => null);
+  if (!response || !response.ok) {
+    if (response && response.status === 404) enter(null); // gone, or not this tab's user's
+    return;
+  }
+  const body = await response.json();
+  $("log").replaceChildren();
+  for (const exchange of body.exchanges) {
+    const view = exchangeView(exchange.prompt);
+    showMarkdown(view.querySelector(".reply"), exchange.reply);
+    view.querySelector(".status").textContent = "";
+    view.querySelector(".facts").hidden = true;
+    view.querySelector(".memories").hidden = true;
+  }
+  enter(id);
+}
+
+for (const input of [tokenInput, userInput]) input.addEventListener("change", loadConversations);
+if (conversation) openConversation(conversation, null);
+loadConversations();
+
 // ---- insights ----------------------------------------------------------------------
 
 $("show-chat").addEventListener("click", () => switchTo("chat"));
@@ -211,14 +313,14 @@ $("facts-search").addEventListener("submit", (event) => { event.preventDefault()
 $("facts-undo").addEventListener("click", async () => { await undoForget(); loadFacts(); });
 
 async function undoForget() {
-  const response = await fetch(`/api/memory/facts/undo?${factsQuery()}`, { method: "POST", headers: headers() });
+  const response = await fetch(`${BASE}/api/memory/facts/undo?${factsQuery()}`, { method: "POST", headers: headers() });
   return response.ok ? response.json() : null;
 }
 
 async function loadFacts() {
   const status = $("facts-status");
   status.textContent = "loading…";
-  const response = await fetch(`/api/memory/facts?${factsQuery({ q: $("facts-q").value, limit: 200 })}`, { headers: headers() });
+  const response = await fetch(`${BASE}/api/memory/facts?${factsQuery({ q: $("facts-q").value, limit: 200 })}`, { headers: headers() });
   const body = await response.json().catch(() => ({}));
   if (!response.ok) {
     status.textContent = body.error ? body.error.message : `HTTP ${response.status}`;
@@ -239,7 +341,7 @@ async function loadFacts() {
     remove.className = "delete";
     remove.textContent = "삭제 Delete";
     remove.addEventListener("click", async () => {
-      const answer = await fetch(`/api/memory/facts/${encodeURIComponent(f.id)}?${factsQuery()}`, { method: "DELETE", headers: headers() });
+      const answer = await fetch(`${BASE}/api/memory/facts/${encodeURIComponent(f.id)}?${factsQuery()}`, { method: "DELETE", headers: headers() });
       if (answer.ok) item.remove();
       else status.textContent = (await answer.json().catch(() => ({}))).error?.message || `HTTP ${answer.status}`;
     });
@@ -251,7 +353,7 @@ async function loadFacts() {
 async function loadInsights() {
   const status = $("insights-status");
   status.textContent = "loading…";
-  const response = await fetch("/api/insights", { headers: headers() });
+  const response = await fetch(`${BASE}/api/insights`, { headers: headers() });
   const body = await response.json().catch(() => ({}));
   if (!response.ok) {
     status.textContent = body.error ? body.error.message : `HTTP ${response.status}`;

@@ -5,6 +5,7 @@ in echo.llm.completion, which both import, so the room reads one way (held by im
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from pathlib import Path
@@ -31,17 +32,18 @@ class EchoEngine:
             self._busy += 1
         try:
             last = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
-            words = last.split()[: max_tokens or self.config.max_tokens]
+            # Each word with the whitespace after it: the reply keeps the prompt's lines (Markdown too).
+            words = re.findall(r"\S+\s*", last.strip())[: max_tokens or self.config.max_tokens]
             for word in words:
                 if on_token is not None:
-                    on_token(word + " ")
+                    on_token(word)
             self._rate.add(len(words))
         finally:
             with self._lock:
                 self._busy -= 1
         prompt_tokens = sum(len(m.get("content", "").split()) for m in messages)
         return Completion(
-            text=" ".join(words),
+            text="".join(words).rstrip(),
             prompt_tokens=prompt_tokens,
             completion_tokens=len(words),
             latency_ms=(time.perf_counter() - started) * 1000,
