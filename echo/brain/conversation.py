@@ -52,7 +52,7 @@ def as_messages(exchanges: list[Exchange], now: datetime, config: ConversationCo
 class Thread:
     """The conversation a prompt belongs to, as the circuits get it and the answer cites it."""
 
-    id: str  # handed back to the client, which sends it with its next prompt
+    id: str  # handed back to the client, which sends it with its next prompt: the key itself for the owner and keyed users
     key: str  # what the memory files keep of the id
     messages: Messages = ()  # the conversation so far, between the system prompt and the prompt
     instructions: str = ""  # the client's own system messages (/v1), after Echo's identity
@@ -62,9 +62,11 @@ class Thread:
 
 async def find_thread(memory: MemorySink, user: str, conversation: str | None, now: datetime, config: ConversationConfig, keyed: bool = False) -> Thread:
     """The conversation of user that conversation names, however long ago it last went on;
-    else a new one. It names one by the id Echo handed out or, for the owner and a keyed user
-    (keyed), by the key the conversation list shows. An id Echo did not hand out to this user
-    starts a new conversation: a guessed or foreign id finds nothing of anyone else's."""
+    else a new one. A guest names it by the id Echo handed out; the owner and a keyed user
+    (keyed) by its key, as the conversation list shows it (what Echo hands them: their
+    conversations are theirs by their token, not by holding an id), or by an id. One Echo
+    did not hand out to this user starts a new conversation: a guessed or foreign id finds
+    nothing of anyone else's."""
     if conversation:
         key = conversation if keyed and is_key(conversation) else conversation_key(conversation)
         try:
@@ -75,9 +77,10 @@ async def find_thread(memory: MemorySink, user: str, conversation: str | None, n
             exchanges = []
         if exchanges:
             chosen = window(exchanges, config)
-            return Thread(conversation, key, as_messages(chosen, now, config), "", tuple(e.as_dict() for e in chosen), tuple(chosen))
+            return Thread(key if keyed else conversation, key, as_messages(chosen, now, config), "", tuple(e.as_dict() for e in chosen), tuple(chosen))
     fresh = new_conversation_id()
-    return Thread(fresh, conversation_key(fresh))
+    key = conversation_key(fresh)
+    return Thread(key if keyed else fresh, key)
 
 
 def client_thread(history: Messages) -> Thread:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from echo.config import DEFAULT_MARKERS
 from echo.memory.parsing import STAMP_START, Turn, parse_part
-from echo.memory.store import PartFile
+from echo.memory.store import PartFile, part_number
 
 ID_BYTES = 18  # 144 bits: unguessable, and 24 URL-safe characters
 KEY_PATTERN = r"^[0-9a-f]{16}$"  # a conversation's key, as the list gives it (never a handed-out id: those are 24 characters)
@@ -94,6 +94,7 @@ class Said:
     key: str
     at: str
     title: str  # the prompt's first line, shortened
+    line: int  # the prompt's first line in its part: saved in the same second, the later one is further on
 
 
 @dataclass(frozen=True)
@@ -107,9 +108,10 @@ class ConversationSummary:
     last: str
     exchanges: int
     parts: tuple[str, ...]
+    order: tuple = ()  # when the last exchange was said, then where it is written: newest first sorts by it
 
     def as_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k != "parts"}
+        return {k: v for k, v in asdict(self).items() if k not in ("parts", "order")}
 
 
 def title_of(prompt: str) -> str:
@@ -120,7 +122,7 @@ def title_of(prompt: str) -> str:
 def said_in(turns: list[Turn]) -> list[Said]:
     """The stamped exchanges among a part's turns, for the list."""
     return [
-        Said(asked.conversation, asked.at, title_of(asked.text))
+        Said(asked.conversation, asked.at, title_of(asked.text), asked.line_start)
         for asked, answered in zip(turns, turns[1:])
         if asked.conversation and asked.conversation == answered.conversation and asked.speaker == "user" and answered.speaker == "echo" and asked.at
     ]
@@ -179,7 +181,7 @@ class ConversationIndex:
             paths = (set(known.parts) if known else set()) | {p for p in new_paths if self._parts.get(p, (0, 0, ""))[2] == user}
             said = sorted(
                 ((path, s) for path in paths if path in self._parts for s in self._parts[path][3] if s.key == key),
-                key=lambda ps: datetime.fromisoformat(ps[1].at),
+                key=lambda ps: _order(ps[0], ps[1]),
             )
             if not said:
                 self._conversations.pop((user, key), None)
@@ -187,7 +189,8 @@ class ConversationIndex:
                 continue
             parts = tuple(sorted({path for path, _ in said}))
             first, last = said[0][1], said[-1][1]
-            self._conversations[(user, key)] = ConversationSummary(key, user, first.title, first.at, last.at, len(said), parts)
+            order = _order(*said[-1])
+            self._conversations[(user, key)] = ConversationSummary(key, user, first.title, first.at, last.at, len(said), parts, order)
             self._by_user.setdefault(user, set()).add(key)
 
     def find(self, key: str, user: str | None = None) -> list[ConversationSummary]:
@@ -205,8 +208,14 @@ class ConversationIndex:
                 chosen = list(self._conversations.values())
             else:
                 chosen = [self._conversations[(user, key)] for key in self._by_user.get(user, ())]
-        chosen.sort(key=lambda c: (datetime.fromisoformat(c.last), c.id), reverse=True)
+        chosen.sort(key=lambda c: c.order, reverse=True)
         return len(chosen), chosen[offset : offset + limit]
+
+
+def _order(path: str, said: Said) -> tuple:
+    """When an exchange was said, to the second, then where it is written (day, part, line)."""
+    day, _, name = path.split("/")
+    return (datetime.fromisoformat(said.at), day, part_number(name) or 0, said.line)
 
 
 def _split(data: bytes) -> list[str]:

@@ -10,7 +10,7 @@ import pytest
 
 from echo.brain import users
 from echo.brain.brain import AskError
-from echo.memory.conversation import ConversationIndex, RecentConversations, Said, conversation_key, exchanges_in, read_conversation
+from echo.memory.conversation import ConversationIndex, RecentConversations, Said, conversation_key, exchanges_in, is_key, read_conversation
 from echo.memory.parsing import parse_part, stamp_line
 from echo.memory.store import append_exchange, exchange_lines, scan_parts
 from tests.fakes import CIRCUITS, FakeCircuit, FakeMemory, hit, make_brain
@@ -81,7 +81,8 @@ def test_a_keyed_users_conversation_is_only_theirs(echo):
     assert stolen["context"] == [] and stolen["conversation"] != first["conversation"]
     owner = ask(brain, "where did minji move?", conversation=first["conversation"], authorization=f"Bearer {TOKEN}")
     assert owner["context"] == []  # the owner's conversations are the owner's: origin is another user
-    key = conversation_key(first["conversation"])
+    key = first["conversation"]  # a keyed user is handed the key, as the list shows it
+    assert is_key(key)
     by_key = ask(brain, "where did I move?", conversation=key, **sora)
     assert by_key["context"] == []  # the list's key names only one's own conversation
     mine = ask(brain, "where did I move?", conversation=key, **minji)
@@ -227,7 +228,7 @@ def test_the_list_follows_saves_at_once_and_parts_changed_on_disk_at_the_next_re
     index = ConversationIndex(memory_dir)
     index.refresh(scan_parts(memory_dir)[0])
     second = save(memory_dir, "minji", "again", "hi again", a, now + timedelta(minutes=1))
-    index.saved("minji", second.path, Said(a, (now + timedelta(minutes=1)).isoformat(timespec="seconds"), "again"))
+    index.saved("minji", second.path, Said(a, (now + timedelta(minutes=1)).isoformat(timespec="seconds"), "again", second.line_start))
     assert index.find(a, "minji")[0].exchanges == 2  # listed at once
     index.refresh(scan_parts(memory_dir)[0])
     assert index.find(a, "minji")[0].exchanges == 2  # read again from the file: the same, not twice
@@ -253,7 +254,7 @@ def test_who_may_list_and_read_which_conversations(echo):
     assert [c["user"] for c in run(brain.conversations(owner_of(), "sora"))["conversations"]] == ["sora"]
     listed = run(brain.conversations(minji["authorization"], "minji"))
     (mine,) = listed["conversations"]
-    assert mine["id"] == conversation_key(theirs) and mine["title"] == "I moved to Busan" and mine["exchanges"] == 1
+    assert mine["id"] == theirs and mine["title"] == "I moved to Busan" and mine["exchanges"] == 1  # a keyed user's answers hand out the key
     for reference in (theirs, mine["id"]):  # the id handed out, or the key the list shows
         assert run(brain.conversation(minji["authorization"], "minji", reference))["exchanges"][0]["prompt"] == "I moved to Busan"
     assert run(brain.conversation(owner_of(), None, mine["id"]))["conversation"]["user"] == "minji"
