@@ -111,7 +111,7 @@ class MemoryActor:
         said = {t.speaker: t.text for t in parse_part(lines, c.markers)}  # cleaned, as reading the file back gives them
         if conversation and not receipt.duplicate and {"user", "echo"} <= said.keys():
             self.conversations.add(user, conversation, Exchange(said["user"], said["echo"], at, receipt.path, receipt.line_start, receipt.line_end))
-            self.conversation_index.saved(user, receipt.path, Said(conversation, at, title_of(said["user"])))
+            self.conversation_index.saved(user, receipt.path, Said(conversation, at, title_of(said["user"]), receipt.line_start))
         self.index.saved()  # the index thread takes the new lines in
         return receipt.as_dict()
 
