@@ -2,7 +2,7 @@
 VENV ?= .venv
 STAMP := $(VENV)/.echo-installed
 
-.PHONY: install serve test lint docs bench bench-memory bench-ingest bench-load bench-recall bench-distill
+.PHONY: install serve test lint docs bench bench-memory bench-ingest bench-load bench-recall bench-distill bench-conversations
 install: $(STAMP)
 
 $(STAMP): pyproject.toml scripts/setup.sh
@@ -41,3 +41,6 @@ bench-load: $(STAMP)  ## print the load figures: 200 asks at once on instant cir
 
 bench-distill: $(STAMP)  ## print the distillation figures: throughput with 4 slots and 1, answers while distilling, the A40 estimate
 	$(VENV)/bin/python bench/distill.py
+
+bench-conversations: $(STAMP)  ## print the conversation list figures: listing and reading back in a 300,000-line memory against 30,000
+	$(VENV)/bin/python bench/conversations.py
