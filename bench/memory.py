@@ -14,6 +14,11 @@ One run prints, each on its own line:
                     all of it embedded), by language and by kind of query
 Targets: cold <= 30 s, warm <= 5x plain Python, one part <= 2 s, search p95 <= 50 ms,
 peak <= 3 GB, hybrid recall@10 > lexical.
+
+With --scaling it prints only (issue 25):
+  replay_one_part_scaling  one part's update (Ray Data's replay, as the MemoryActor runs it)
+                    in a 300,000-line memory and in a 1,000,000-line one, interleaved,
+                    median of 5 each, and the ratio            target: <= 1.3x
 """
 
 from __future__ import annotations
@@ -164,13 +169,54 @@ def recall_at_10(work: Path, devset: list[dict], parts: int, threads: int) -> tu
     return {mode: {g: sum(h) / len(h) for g, h in groups.items()} for mode, groups in table.items()}, per_second
 
 
+def scaling(workdir: str | None) -> int:
+    """One part's update at 300,000 lines and at 1,000,000, in one run."""
+    from pipelines.ray_data_replay import replay_with_ray_data
+    from serve_app import start_ray
+
+    with tempfile.TemporaryDirectory() as temporary:
+        work = Path(workdir or temporary)
+        sizes = {"300k": 760, "1M": 2530}
+        for label, parts in sizes.items():
+            memory = work / label / "memory"
+            if not memory.is_dir():
+                generate_memory(memory, parts=parts, days=max(40, parts // 19))
+        start_ray(None, include_dashboard=False, log_to_driver=False)
+        seconds: dict[str, list[float]] = {label: [] for label in sizes}
+        lines = {}
+        for label in sizes:
+            insight = replay_with_ray_data(work / label / "memory", work / label / "index", force=True)
+            lines[label] = insight["lines"]
+        for round_ in range(6):  # interleaved; the first round warms both
+            for label in sizes:
+                memory = work / label / "memory"
+                parts = sorted(memory.glob("day*/origin/part*.txt"))
+                with parts[len(parts) // 2].open("a", encoding="utf-8") as handle:
+                    handle.write(f"나의 말:\n방금 추가한 한 줄 {round_}\n")
+                started = time.perf_counter()
+                insight = replay_with_ray_data(memory, work / label / "index")
+                if round_:
+                    seconds[label].append(time.perf_counter() - started)
+                assert insight["last_replay"]["parts_read"] == 1, insight["last_replay"]
+        small, large = (statistics.median(seconds[label]) for label in sizes)
+        print(
+            f"replay_one_part_scaling: {small:.3f} s at {lines['300k']} lines, {large:.3f} s at {lines['1M']} lines "
+            f"(medians of 5, interleaved): {large / small:.2f}x (target <= 1.3x: {'met' if large <= 1.3 * small else 'NOT met'})",
+            flush=True,
+        )
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", type=int, default=760, help="parts in the big memory (395 lines each)")
     parser.add_argument("--devset-parts", type=int, default=60, help="parts in the memory the dev set is planted in")
     parser.add_argument("--threads", type=int, default=2, help="embedding threads")
     parser.add_argument("--workdir", help="keep the generated memories here (default: a temporary folder)")
+    parser.add_argument("--scaling", action="store_true", help="only one part's update at 300,000 lines against 1,000,000")
     args = parser.parse_args()
+    if args.scaling:
+        return scaling(args.workdir)
     devset = load_devset()
     with tempfile.TemporaryDirectory() as temporary:
         work = Path(args.workdir or temporary)

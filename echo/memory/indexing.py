@@ -16,13 +16,12 @@ TURNS_DIR = "lexical"
 def update_indexes(index_dir: Path, turns: pa.Table, old_turns: pa.Table, read_ids: set[str], force: bool) -> None:
     """Bring the index up to turns (with duplicate_of): the turns that are not duplicates, those
     read again (read_ids) written anew."""
-    duplicate_of = turns.column("duplicate_of")
     index = LexicalIndex(index_dir / TURNS_DIR, fresh=force or old_turns.num_rows == 0)
     fresh = index.created
-    was = set() if fresh else {i for i, d in zip(old_turns.column("id").to_pylist(), old_turns.column("duplicate_of").to_pylist()) if d is None}
-    now_rows = pc.indices_nonzero(pc.is_null(duplicate_of)).to_pylist()
-    ids = turns.column("id").to_pylist()
-    add_rows = [r for r in now_rows if ids[r] in read_ids or ids[r] not in was]
-    now_ids = {ids[r] for r in now_rows}
-    adding = turns.take(pa.array(add_rows, pa.int64())).select(["id", "user", "text", "path"])
-    index.update(adding.to_pylist(), delete=sorted(was - now_ids), upsert=not fresh, threads=2 if len(add_rows) > 1000 else 1)
+    # Sets of ids compared in Arrow: a part's update must not walk every turn in Python.
+    now = turns.filter(pc.is_null(turns.column("duplicate_of")))
+    was = pa.array([], pa.string()) if fresh else old_turns.filter(pc.is_null(old_turns.column("duplicate_of"))).column("id").combine_chunks()
+    read = pa.array(sorted(read_ids), pa.string())
+    adding = now.filter(pc.or_(pc.is_in(now.column("id"), read), pc.invert(pc.is_in(now.column("id"), was)))).select(["id", "user", "text", "path"])
+    gone = was.filter(pc.invert(pc.is_in(was, now.column("id").combine_chunks()))).to_pylist()
+    index.update(adding.to_pylist(), delete=sorted(gone), upsert=not fresh, threads=2 if adding.num_rows > 1000 else 1)

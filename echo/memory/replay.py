@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -219,9 +220,9 @@ def _with_resume(part: PartFile, previous: dict | None) -> PartFile:
 def _describe_again(parts: pa.Table, turns: pa.Table, paths: set[str]) -> pa.Table:
     """Words and feelings of parts read in pieces, from all their turns."""
     texts: dict[str, list[str]] = {}
-    for path, text in zip(turns.column("path").to_pylist(), turns.column("text").to_pylist()):
-        if path in paths:
-            texts.setdefault(path, []).append(text)
+    theirs = turns.filter(pc.is_in(turns.column("path"), pa.array(sorted(paths), pa.string())))  # the parts', not the memory's
+    for path, text in zip(theirs.column("path").to_pylist(), theirs.column("text").to_pylist()):
+        texts.setdefault(path, []).append(text)
     rows = parts.to_pylist()
     for row in rows:
         if row["path"] in paths:
@@ -230,13 +231,32 @@ def _describe_again(parts: pa.Table, turns: pa.Table, paths: set[str]) -> pa.Tab
     return pa.Table.from_pylist(rows, schema=PART_SCHEMA)
 
 
-def _fill_carried(speakers: list[str], days: list[str], users: list[str], parts: list[int]) -> list[str]:
-    """A part that starts mid-turn goes on with the speaker of the previous part's last turn."""
-    filled = list(speakers)
-    for i, speaker in enumerate(filled):
-        if speaker == CARRIED and i > 0 and (days[i - 1], users[i - 1]) == (days[i], users[i]) and parts[i - 1] < parts[i]:
-            filled[i] = filled[i - 1]
-    return filled
+def _fill_carried(turns: pa.Table) -> pa.Array:
+    """A part that starts mid-turn goes on with the speaker of the previous part's last turn
+    (turns in order). Only the carried turns are looked at: a part's update costs the part."""
+    speakers = turns.column("speaker").combine_chunks()
+    filled: dict[int, str] = {}
+    for i in pc.indices_nonzero(pc.equal(speakers, CARRIED)).to_pylist():  # in order: a run of carried parts takes the speaker along
+        if i > 0:
+            before, here = (tuple(turns.column(c)[j].as_py() for c in ("day", "user", "part")) for j in (i - 1, i))
+            if before[:2] == here[:2] and before[2] < here[2]:
+                filled[i] = filled.get(i - 1, speakers[i - 1].as_py())
+    if not filled:
+        return speakers
+    rows = sorted(filled)
+    mask = np.zeros(turns.num_rows, dtype=bool)
+    mask[rows] = True
+    return pc.replace_with_mask(speakers, pa.array(mask), pa.array([filled[i] for i in rows], pa.string()))
+
+
+def _kept(old_turns: pa.Table, stale: set[str], resumed: Mapping[str, int]) -> pa.Array:
+    """Which old turns stay: those of parts not read again, and of a part read from where it
+    was left, those before that line."""
+    paths = old_turns.column("path")
+    keep = pc.invert(pc.is_in(paths, pa.array(sorted(stale), pa.string())))
+    for path, line in resumed.items():
+        keep = pc.or_(keep, pc.and_(pc.equal(paths, path), pc.less(old_turns.column("line_start"), line)))
+    return keep
 
 
 def _mark_duplicates(table: pa.Table) -> pa.Array:
@@ -302,12 +322,10 @@ def replay(
 
     # A part read from where it was left keeps its turns from before that line.
     resumed = {p: line for p, line in zip(read.column("path").to_pylist(), read.column("resumed_from").to_pylist()) if line}
-    keep = [p not in stale or line < resumed.get(p, 0) for p, line in zip(old_turns.column("path").to_pylist(), old_turns.column("line_start").to_pylist())]
-    kept_old = old_turns.filter(pa.array(keep, pa.bool_())).select(TURN_SCHEMA.names)
+    kept_old = old_turns.filter(_kept(old_turns, stale, resumed)).select(TURN_SCHEMA.names)
     pieces = [kept_old] + ([new_turns_rows.select(TURN_SCHEMA.names).cast(TURN_SCHEMA)] if new_turns_rows is not None else [])
     turns = pa.concat_tables(pieces).sort_by([("day", "ascending"), ("user", "ascending"), ("part", "ascending"), ("line_start", "ascending")])
-    columns = {c: turns.column(c).to_pylist() for c in ("speaker", "day", "user", "part")}
-    turns = turns.set_column(turns.schema.get_field_index("speaker"), "speaker", pa.array(_fill_carried(*columns.values()), pa.string()))
+    turns = turns.set_column(turns.schema.get_field_index("speaker"), "speaker", _fill_carried(turns))
     duplicate_of = _mark_duplicates(turns)
     turns = turns.append_column("duplicate_of", duplicate_of)
     if resumed:
@@ -359,16 +377,15 @@ def build_insight(parts: pa.Table, turns: pa.Table, unreadable_folders: list[dic
         for e in p["emotions"]:
             feelings[e["key"]] += e["count"]
             feelings_by_day.setdefault(p["day"], Counter())[e["key"]] += e["count"]
-    speakers: Counter = Counter()
-    speaker_lines: Counter = Counter()
-    duplicates = 0
-    for day, speaker, duplicate, start, end in zip(*(turns.column(c).to_pylist() for c in ("day", "speaker", "duplicate_of", "line_start", "line_end"))):
-        if duplicate is not None:
-            duplicates += 1
-            continue
-        by_day[day]["turns"] += 1
-        speakers[speaker] += 1
-        speaker_lines[speaker] += end - start + 1
+    # Counted in Arrow: a part's update must not walk every turn of the memory in Python.
+    unique = turns.filter(pc.is_null(turns.column("duplicate_of")))
+    duplicates = turns.num_rows - unique.num_rows
+    for row in unique.group_by("day").aggregate([("day", "count")]).to_pylist():
+        by_day[row["day"]]["turns"] += row["day_count"]
+    lines = pc.add(pc.subtract(unique.column("line_end"), unique.column("line_start")), 1)
+    spoken = pa.table({"speaker": unique.column("speaker"), "lines": lines}).group_by("speaker").aggregate([("lines", "count"), ("lines", "sum")])
+    speakers = Counter({r["speaker"]: r["lines_count"] for r in spoken.to_pylist()})
+    speaker_lines = Counter({r["speaker"]: r["lines_sum"] for r in spoken.to_pylist()})
     top = top_terms_by_day(words_by_day)
     for day, figures in by_day.items():
         figures["top_terms"] = top.get(day, [])
