@@ -446,7 +446,7 @@ def _conversation_index(config_file, memory, index):
 @click.pass_obj
 def conversations_show_command(folders, conversation_id, user, as_json) -> None:
     """One conversation's exchanges, oldest first, with where each is written."""
-    from echo.memory.conversation import conversation_key, is_key, read_conversation
+    from echo.memory.conversation import conversation_key, is_key
 
     config_file, memory, index = folders
     conversations = _conversation_index(config_file, memory, index)
@@ -457,7 +457,7 @@ def conversations_show_command(folders, conversation_id, user, as_json) -> None:
     if len(found) > 1:
         raise click.ClickException(f"users {', '.join(sorted(c.user for c in found))} each have a conversation {conversation_id!r}: add --user")
     summary = found[0]
-    exchanges = read_conversation(conversations.memory_dir, summary.parts, key, conversations.markers)
+    exchanges = conversations.exchanges(summary)
     if as_json:
         click.echo(json.dumps({"conversation": summary.as_dict(), "exchanges": [e.as_dict() for e in exchanges]}, ensure_ascii=False, indent=1))
         return

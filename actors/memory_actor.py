@@ -25,7 +25,7 @@ import ray
 from actors import metrics
 from echo.config import MEMORY_HOME, EchoConfig
 from echo.llm.completion import KVCacheFullError
-from echo.memory.conversation import ConversationIndex, Exchange, RecentConversations, Said, read_conversation, title_of
+from echo.memory.conversation import ConversationIndex, Exchange, RecentConversations, Said, title_of
 from echo.memory.dates import parse_bound
 from echo.memory.dense import choose_embedder
 from echo.memory.distill import CircuitUnavailable, DistillBusy, Distiller, WindowTooLong, distilling_lock
@@ -124,7 +124,7 @@ class MemoryActor:
 
     def _read_back(self, user: str, key: str) -> list[Exchange]:
         found = self.conversation_index.find(key, user)
-        return read_conversation(self.config.memory_dir, found[0].parts, key, self.config.markers) if found else []
+        return self.conversation_index.exchanges(found[0]) if found else []
 
     def conversation_list(self, user: str | None, limit: int, offset: int) -> dict | None:
         """One page of user's conversations (everyone's for None), newest first; None while
@@ -140,7 +140,7 @@ class MemoryActor:
         if not self.conversation_index.ready.wait(CONVERSATIONS_READY_S):
             return None
         found = self.conversation_index.find(key, user)
-        exchanges = read_conversation(self.config.memory_dir, found[0].parts, key, self.config.markers) if len(found) == 1 else []
+        exchanges = self.conversation_index.exchanges(found[0]) if len(found) == 1 else []
         return {"found": [c.as_dict() for c in found], "exchanges": [e.as_dict() for e in exchanges]}
 
     # -- the index ---------------------------------------------------------------------

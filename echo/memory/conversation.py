@@ -21,7 +21,7 @@ from pathlib import Path
 
 from echo.config import DEFAULT_MARKERS
 from echo.memory.parsing import STAMP_START, Turn, parse_part
-from echo.memory.store import PartFile, part_number
+from echo.memory.store import PartFile, lines_of, part_number
 
 ID_BYTES = 18  # 144 bits: unguessable, and 24 URL-safe characters
 KEY_PATTERN = r"^[0-9a-f]{16}$"  # a conversation's key, as the list gives it (never a handed-out id: those are 24 characters)
@@ -66,11 +66,6 @@ def exchanges_in(turns: list[Turn], path: str, key: str) -> list[Exchange]:
     return found
 
 
-def part_lines(path: Path) -> list[str]:
-    """A part's lines as the parser takes them (split at "\n" only)."""
-    return _split(path.read_bytes())
-
-
 def read_conversation(memory_dir: Path, paths: Iterable[str], key: str, markers: Mapping[str, str] = DEFAULT_MARKERS) -> list[Exchange]:
     """Conversation key's exchanges in the parts at paths (one user's: the ConversationIndex
     knows which), oldest first. A part gone or unreadable gives none."""
@@ -80,7 +75,7 @@ def read_conversation(memory_dir: Path, paths: Iterable[str], key: str, markers:
         if path.is_symlink() or not path.is_file():
             continue
         try:
-            lines = part_lines(path)
+            lines = lines_of(path.read_bytes())
         except OSError:
             continue
         found += exchanges_in(parse_part(lines, markers), relative, key)
@@ -152,7 +147,7 @@ class ConversationIndex:
                 data = (self.memory_dir / part.path).read_bytes()
             except OSError:
                 continue  # gone meanwhile: the next refresh drops it
-            said = said_in(parse_part(_split(data), self.markers)) if STAMP_START.encode() in data else []
+            said = said_in(parse_part(lines_of(data), self.markers)) if STAMP_START.encode() in data else []
             read[part.path] = (part.size, part.mtime_ns, part.user, said)
         with self._lock:
             touched: set[tuple[str, str]] = set()
@@ -193,6 +188,10 @@ class ConversationIndex:
             self._conversations[(user, key)] = ConversationSummary(key, user, first.title, first.at, last.at, len(said), parts, order)
             self._by_user.setdefault(user, set()).add(key)
 
+    def exchanges(self, conversation: ConversationSummary) -> list[Exchange]:
+        """A listed conversation's exchanges, oldest first, read from the parts it is written in."""
+        return read_conversation(self.memory_dir, conversation.parts, conversation.id, self.markers)
+
     def find(self, key: str, user: str | None = None) -> list[ConversationSummary]:
         """The conversations with this key: user's, or (user None) anyone's."""
         with self._lock:
@@ -216,13 +215,6 @@ def _order(path: str, said: Said) -> tuple:
     """When an exchange was said, to the second, then where it is written (day, part, line)."""
     day, _, name = path.split("/")
     return (datetime.fromisoformat(said.at), day, part_number(name) or 0, said.line)
-
-
-def _split(data: bytes) -> list[str]:
-    lines = data.decode("utf-8", "replace").split("\n")
-    if lines and lines[-1] == "":  # the newline that ends the last line starts no line of its own
-        lines.pop()
-    return lines
 
 
 class RecentConversations:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from echo.memory.dates import infer_date
 from echo.memory.lexical import overlap
-from echo.memory.store import DAY_RE, atomic_write, part_number
+from echo.memory.store import DAY_RE, atomic_write, lines_of, part_number
 
 KINDS = ("profile", "preference", "event", "plan", "other")
 STANDING = ("profile", "preference")  # what a person is and likes: in every prompt of theirs
@@ -125,9 +125,7 @@ class PartLines:
             cached = self._cache.get(relative)
             if cached and cached[0] == stamp:
                 return cached[1]
-        lines = path.read_bytes().decode("utf-8", "replace").split("\n")
-        if lines and lines[-1] == "":
-            lines.pop()
+        lines = lines_of(path.read_bytes())
         with self._lock:
             self._cache[relative] = (stamp, lines)
         return lines

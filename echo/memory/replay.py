@@ -384,8 +384,9 @@ def build_insight(parts: pa.Table, turns: pa.Table, unreadable_folders: list[dic
         by_day[row["day"]]["turns"] += row["day_count"]
     lines = pc.add(pc.subtract(unique.column("line_end"), unique.column("line_start")), 1)
     spoken = pa.table({"speaker": unique.column("speaker"), "lines": lines}).group_by("speaker").aggregate([("lines", "count"), ("lines", "sum")])
-    speakers = Counter({r["speaker"]: r["lines_count"] for r in spoken.to_pylist()})
-    speaker_lines = Counter({r["speaker"]: r["lines_sum"] for r in spoken.to_pylist()})
+    by_speaker = spoken.to_pylist()
+    speakers = Counter({r["speaker"]: r["lines_count"] for r in by_speaker})
+    speaker_lines = Counter({r["speaker"]: r["lines_sum"] for r in by_speaker})
     top = top_terms_by_day(words_by_day)
     for day, figures in by_day.items():
         figures["top_terms"] = top.get(day, [])

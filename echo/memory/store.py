@@ -54,17 +54,22 @@ def exchange_lines(prompt: str, reply: str, markers: Mapping[str, str] = DEFAULT
     return [*([stamp] if stamp else []), first["user"], *body(prompt), first["echo"], *body(reply)]
 
 
+def lines_of(data: bytes) -> list[str]:
+    """A part's lines as the parser numbers them. Only "\n" ends a line: str.splitlines would
+    also split at U+2028, form feeds and the like."""
+    lines = data.decode("utf-8", "replace").split("\n")
+    if lines and lines[-1] == "":  # the newline that ends the last line starts no line of its own
+        lines.pop()
+    return lines
+
+
 def _last_part(folder: Path) -> tuple[int, list[str]]:
     """(number, lines) of the highest partN.txt in folder; (1, []) when there is none."""
     numbers = [n for p in folder.iterdir() if (n := part_number(p.name))] if folder.is_dir() else []
     if not numbers:
         return 1, []
     number = max(numbers)
-    lines = (folder / f"part{number}.txt").read_bytes().decode("utf-8", "replace").split("\n")
-    if lines[-1] == "":  # the newline that ends the last line starts no line of its own
-        lines.pop()
-    # Only "\n" ends a line: str.splitlines would also split at U+2028, form feeds and the like.
-    return number, lines
+    return number, lines_of((folder / f"part{number}.txt").read_bytes())
 
 
 def _append(path: Path, data: bytes) -> None:
