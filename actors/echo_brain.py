@@ -123,11 +123,19 @@ class EchoBrain:
         self.brain = Brain(
             self.config,
             circuits={name: HandleCircuit(handle) for name, handle in circuits.items()},
-            memory=ActorMemory(memory_actor(self.config, _distill_target(self.config, circuits)), watchdog_actor(self.config)),
+            memory=ActorMemory(self._memory_actor(circuits), watchdog_actor(self.config)),
             identity=identity,
             token=users.origin_token(),
             on_answer=_measure,
         )
+
+    def _memory_actor(self, circuits: dict[str, DeploymentHandle]):
+        """The MemoryActor, told which circuit to distill with even when someone else created it."""
+        target = _distill_target(self.config, circuits)
+        actor = memory_actor(self.config, target)
+        if target is not None:
+            actor.distill_with.remote(target)  # not awaited: the ingress starts meanwhile
+        return actor
 
     def __serve_build_asgi_app__(self):
         return create_api(lambda: self.brain, limits=self.config)

@@ -75,11 +75,15 @@ class MemoryActor:
         self.index = IndexScheduler(self._update_index, self._embed)
         threading.Thread(target=self._index_thread, name="memory-index", daemon=True).start()
         # The distiller: after the boot replay, and again after every update of the index.
-        self.distill_state: dict = {"state": "off"}
+        self.distill_state: dict = {
+            "state": "off",
+            "reason": "distill.enabled is false" if not self.config.distill.enabled else "no circuit to distill with yet",
+        }
         self._distill_wake = threading.Event()
-        if self.config.distill.enabled and distill_target is not None:
-            self.distill_state = {"state": "waiting for the replay"}
-            threading.Thread(target=self._distill_thread, args=(distill_target,), name="memory-distill", daemon=True).start()
+        self._distilling: tuple[str, str] | None = None
+        self._distill_start = threading.Lock()
+        if distill_target is not None:
+            self.distill_with(distill_target)
 
     # -- writing ---------------------------------------------------------------------
 
@@ -247,6 +251,16 @@ class MemoryActor:
         metrics.memory_turns().set(done, tags={"kind": "embedded"})
 
     # -- distilling -------------------------------------------------------------------
+
+    def distill_with(self, target: list | tuple) -> None:
+        """The circuit (app, deployment) to distill with, given at creation and told again by
+        each brain that finds this actor: whichever created it, the distiller starts once."""
+        with self._distill_start:
+            if not self.config.distill.enabled or self._distilling is not None:
+                return
+            self._distilling = (target[0], target[1])
+            self.distill_state = {"state": "waiting for the replay"}
+            threading.Thread(target=self._distill_thread, args=(self._distilling,), name="memory-distill", daemon=True).start()
 
     def _distill_thread(self, target: tuple[str, str]) -> None:
         """Distill what is pending whenever the index took parts in (and every minute, for a
