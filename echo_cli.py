@@ -599,14 +599,14 @@ def rehearse_command(config_file: str | None, max_tokens: int, keep: bool) -> No
         click.echo(f"  - {note}")
     token = secrets.token_hex(16)
     os.environ["ECHO_ORIGIN_TOKEN"] = token  # the rehearsal's own owner, before Ray starts: never the real one
-    for name in ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT"):
-        os.environ[name] = str(free_port())  # beside another Serve on this machine
     cpus = sum(c.num_cpus * (c.autoscaling.min_replicas if c.autoscaling else c.replicas or 1) for c in rehearsed.circuits.values()) + 2
 
     import ray
     from ray import serve
 
-    from serve_app import build_from_config, start_ray
+    from serve_app import build_from_config, side_by_side, start_ray
+
+    os.environ.update(side_by_side())  # beside the real Echo, if it runs here: before Ray starts
 
     url = f"http://127.0.0.1:{rehearsed.port}"
     checks = []

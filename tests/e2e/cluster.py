@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 
 from bench.common import free_port, wait_until
-from serve_app import SERVE_ENVIRONMENT
+from serve_app import SERVE_ENVIRONMENT, side_by_side
 
 BIN = Path(sys.executable).parent  # ray, serve and echo-server of this virtualenv
 START_TIMEOUT_S = 300  # a node starts in about 20 s on two idle cores, far slower on busy ones
@@ -59,9 +59,8 @@ class LocalCluster:
             "RAY_AUTH_TOKEN": secrets.token_hex(16),
             # Three nodes' agents starting at once on two busy cores can take a while.
             "RAY_agent_register_timeout_ms": "180000",
-            # HAProxy's own ports, free ones: another Serve on the machine holds the defaults.
-            "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
-            "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
+            # Ports of its own: another Serve on the machine holds the defaults.
+            **side_by_side(),
             **(extra_env or {}),
         }
         self.nodes: list[Node] = []

@@ -18,7 +18,7 @@ def echo(tmp_path_factory) -> Echo:
     import ray
     from ray import serve
 
-    from serve_app import build_app, start_ray
+    from serve_app import build_app, side_by_side, start_ray
 
     home = tmp_path_factory.mktemp("echo-home")
     shutil.copytree(REPO_ROOT / "manifest", home / "manifest")
@@ -31,10 +31,9 @@ def echo(tmp_path_factory) -> Echo:
     previous = os.environ.get("ECHO_ORIGIN_TOKEN")
     os.environ["ECHO_ORIGIN_TOKEN"] = TOKEN  # before ray.init: the workers inherit it
     metrics_port = free_port()
-    # HAProxy's stats and metrics listen on fixed ports (8404, 9101): free ones, so that another
-    # Serve on this machine (a test cluster, a developer's Echo) does not stop this one.
-    for name in ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT"):
-        os.environ[name] = str(free_port())
+    # Ports of its own, so that another Serve on this machine (a test cluster, a rehearsal, a
+    # developer's Echo) neither stops this one nor shares its ingress replicas' ports.
+    os.environ.update(side_by_side())
     start_ray(num_cpus=8, include_dashboard=False, _metrics_export_port=metrics_port)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
