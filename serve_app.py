@@ -13,6 +13,7 @@ import random
 import shutil
 import socket
 import subprocess
+import tempfile
 from typing import Any
 
 import ray
@@ -55,10 +56,18 @@ def side_by_side() -> dict[str, str]:
     rehearsal beside the real Echo, the tests' clusters): ports of its own, from one free block
     of 100. Serve binds HAProxy's stats and metrics on fixed ports, and each cluster hands its
     ingress replicas ports from 30000 (HTTP) and 40000 (gRPC) up with SO_REUSEPORT: two clusters
-    would share a replica's port, and the kernel would split the connections between two Echos."""
+    would share a replica's port, and the kernel would split the connections between two Echos.
+    HAProxy's config file and admin socket are in a folder of its own too: in the default one,
+    each Serve would rewrite and steer the other's HAProxy."""
+    files = tempfile.mkdtemp(prefix="echo-haproxy-")
     for base in random.sample(SIDE_BY_SIDE_PORTS, len(SIDE_BY_SIDE_PORTS)):
         if all(_bindable(port) for port in range(base, base + 100)):
             return {
+                "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": f"{files}/haproxy.cfg",
+                "RAY_SERVE_HAPROXY_SOCKET_PATH": f"{files}/admin.sock",
+                "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": files,
+                "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": f"{files}/server-state",
+                "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": f"{files}/metrics.sock",
                 "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(base),
                 "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(base + 49),
                 "RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT": str(base + 50),
