@@ -54,9 +54,10 @@ SIDE_BY_SIDE_PORTS = range(11_000, 19_000, 100)  # blocks of ports for a Serve b
 def side_by_side() -> dict[str, str]:
     """The environment that lets this Ray's Serve run beside another one on the same machine (a
     rehearsal beside the real Echo, the tests' clusters): ports of its own, from one free block
-    of 100. Serve binds HAProxy's stats and metrics on fixed ports, and each cluster hands its
-    ingress replicas ports from 30000 (HTTP) and 40000 (gRPC) up with SO_REUSEPORT: two clusters
-    would share a replica's port, and the kernel would split the connections between two Echos.
+    of 100. Serve binds HAProxy's stats and metrics and its fallback proxy (8500, where HAProxy
+    sends what no ingress replica takes yet) on fixed ports, and each cluster hands its ingress
+    replicas ports from 30000 (HTTP) and 40000 (gRPC) up, all with SO_REUSEPORT: two clusters
+    would share a port, and the kernel would split the connections between two Echos.
     HAProxy's config file and admin socket are in a folder of its own too: in the default one,
     each Serve would rewrite and steer the other's HAProxy."""
     files = tempfile.mkdtemp(prefix="echo-haproxy-")
@@ -74,6 +75,8 @@ def side_by_side() -> dict[str, str]:
                 "RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT": str(base + 89),
                 "RAY_SERVE_HAPROXY_STATS_PORT": str(base + 90),
                 "RAY_SERVE_HAPROXY_METRICS_PORT": str(base + 91),
+                "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(base + 92),
+                "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(base + 93),
             }
     raise RuntimeError(f"no free block of 100 ports between {SIDE_BY_SIDE_PORTS.start} and {SIDE_BY_SIDE_PORTS.stop} for a second Serve")
 
