@@ -35,7 +35,7 @@ from echo.memory.scheduler import IndexScheduler
 from echo.memory.search import MemorySearch
 from echo.memory.store import append_exchange, exchange_lines, repair_torn_parts, scan_parts
 from echo.memory.watch import changed_by_others
-from pipelines.ray_data_replay import replay_with_ray_data
+from pipelines.ray_data_replay import ray_data_replayer
 
 log = logging.getLogger("echo.memory")
 
@@ -63,6 +63,7 @@ class MemoryActor:
             self._whole[relative] = (stat.st_size, stat.st_mtime_ns)
         self.saving: dict = {"state": "ok"}  # the last save's outcome, for /health
         self.search_engine: MemorySearch | None = None
+        self.replayer = None  # made by the index thread, which alone uses it
         self.replay_state: dict = {"state": "starting"}
         self.boot_replay: dict | None = None
         self.insight: dict | None = None  # the last update's, once search has it
@@ -117,7 +118,7 @@ class MemoryActor:
         if conversation and not receipt.duplicate and {"user", "echo"} <= said.keys():
             self.conversations.add(user, conversation, Exchange(said["user"], said["echo"], at, receipt.path, receipt.line_start, receipt.line_end))
             self.conversation_index.saved(user, receipt.path, Said(conversation, at, title_of(said["user"]), receipt.line_start))
-        self.index.saved()  # the index thread takes the new lines in
+        self.index.saved(receipt.path)  # the index thread takes the new lines in
         return receipt.as_dict()
 
     def conversation(self, user: str, key: str, last: int) -> list[Exchange]:
@@ -160,37 +161,42 @@ class MemoryActor:
         except Exception:  # not started yet, or restarting: it nudges, which is only redundant
             self._watchdog = None
 
-    def notify(self) -> None:
-        """memory/ changed on disk (the watchdog saw it): bring the index up to date."""
-        self.index.notify()
+    def notify(self, paths: list[str] | None = None) -> None:
+        """memory/ changed on disk (the watchdog saw it, at these absolute paths when it says):
+        bring the index up to date."""
+        root = self.config.memory_dir.resolve()
+        relative = [Path(p).resolve().relative_to(root).as_posix() for p in paths or () if Path(p).resolve().is_relative_to(root)]
+        self.index.notify(relative if paths is not None and len(relative) == len(paths) else None)
 
     def written_by_me(self, paths: list[str]) -> bool:
         """Whether every changed path (absolute, as the watchdog saw it) is as this actor's own
         saves left it: the writer knows for sure, even before its word reaches the watchdog."""
         return not changed_by_others(paths, self.config.memory_dir, dict(self._whole))
 
-    def _update_index(self, first: bool) -> float | None:
-        """One replay of what changed (the whole memory at first boot): Ray Data reads when
-        there are many parts, this thread when few. Returns when pending parts settle."""
+    def _update_index(self, first: bool, paths: set[str] | None) -> float | None:
+        """One replay of what changed (the whole memory at first boot), looking only at paths
+        when they are known: Ray Data reads when there are many parts, this thread when few.
+        Returns when pending parts settle."""
         c = self.config
         try:
             self.replay_state = {**self.replay_state, "state": "replaying" if first else "updating"}
-            if not first:
-                self._refresh_conversations()
-            insight = replay_with_ray_data(
+            if self.replayer is None:  # held for the actor's life: each update then costs what changed
+                self.replayer = ray_data_replayer(c.index_dir, c.markers, home_resources())
+            insight = self.replayer.update(
                 c.memory_dir,
-                c.index_dir,
-                markers=c.markers,
-                resources=home_resources(),
                 settle_s=SETTLE_S,
                 whole=dict(self._whole),
                 on_read=_measure_lag,
                 facts=self.fact_desk.summary(),
+                paths=paths,
             )
+            self.conversation_index.update(*self.replayer.last_seen)
             if self.search_engine is None:
-                self.search_engine = MemorySearch(c.index_dir, self.embedder, c.timezone, facts=self.fact_store, memory_dir=c.memory_dir)
+                self.search_engine = MemorySearch(
+                    c.index_dir, self.embedder, c.timezone, facts=self.fact_store, memory_dir=c.memory_dir, replayer=self.replayer
+                )
             else:
-                self.search_engine.refresh()
+                self.search_engine.refresh(self.replayer)
             self.insight = insight  # only now: what the insights say is there, search finds
             self.fact_desk.parts_changed()  # a fact whose lines changed is stale from now on
             self._distill_wake.set()  # new or changed parts: their windows are distilled
@@ -302,7 +308,7 @@ class MemoryActor:
         if added > 0:
             metrics.distill_facts().inc(added)
             self._measure_facts()
-            self.index.notify()  # the index thread embeds the new facts
+            self.index.notify([])  # the index thread embeds the new facts
         for kind, value in (("done", progress["windows_done"]), ("left", progress["windows_left"]), ("open", progress["windows_open"])):
             metrics.distill_windows().set(value, tags={"kind": kind})
         metrics.distill_tokens_per_second().set(progress["tokens_per_s"] if progress["state"] == "distilling" else 0)
@@ -335,7 +341,7 @@ class MemoryActor:
             if operation == "import" and answer["result"]["added"]:
                 metrics.facts_imported().inc(answer["result"]["added"])
             if operation in ("import", "edit", "undo"):
-                self.index.notify()  # the index thread embeds the new wordings
+                self.index.notify([])  # the index thread embeds the new wordings
         return answer
 
     def _measure_facts(self) -> None:

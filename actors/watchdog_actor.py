@@ -84,9 +84,10 @@ class WatchdogActor:
         if not self.catch_up and not self._changed_by_others(paths):
             self.own_saves_seen += 1  # only Echo's own saves: the MemoryActor knows them already
             return
+        where = None if self.catch_up else sorted(paths)  # at start, anything may have changed
         self.catch_up = False
         try:
-            ray.get(self.memory.notify.remote())
+            ray.get(self.memory.notify.remote(where))
         except (ray.exceptions.ActorUnavailableError, ray.exceptions.RayActorError, ValueError):
             # Restarting or not yet created: it reconciles with the disk when it is up, so no nudge is lost.
             log.warning("memory actor not up; it catches up with memory/ when it is")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from echo.memory.parsing import DEFAULT_MARKERS
-from echo.memory.replay import READ_SCHEMA, read_parts, replay
+from echo.memory.replay import READ_SCHEMA, Replayer, read_parts
 from echo.memory.store import PartFile
 
 INLINE_PARTS = 8  # fewer changed parts than this are read without Ray Data
@@ -61,6 +61,12 @@ def read_with_ray_data(
     return read.replace_schema_metadata({"reader": "ray-data"})
 
 
+def ray_data_replayer(index_dir: Path, markers: Mapping[str, str] = DEFAULT_MARKERS, resources: Mapping[str, float] | None = None) -> Replayer:
+    """A Replayer of index_dir whose reads of many parts go through Ray Data (Ray must be
+    initialized); resources: where the read tasks must run (read_with_ray_data)."""
+    return Replayer(index_dir, reader=partial(read_with_ray_data, resources=resources), markers=markers)
+
+
 def replay_with_ray_data(
     memory_dir: Path,
     index_dir: Path,
@@ -70,10 +76,6 @@ def replay_with_ray_data(
     resources: Mapping[str, float] | None = None,
     **options,
 ) -> dict:
-    """Replay memory_dir into index_dir through Ray Data (Ray must be initialized); the insight.
-
-    resources: where the read tasks must run (read_with_ray_data); options go to
-    echo.memory.replay.replay (settle_s, on_read).
-    """
-    reader = partial(read_with_ray_data, resources=resources)
-    return replay(memory_dir, index_dir, force=force, reader=reader, markers=markers, **options)
+    """One replay of memory_dir into index_dir through Ray Data; the insight. options go to
+    Replayer.update (settle_s, whole, on_read, facts)."""
+    return ray_data_replayer(index_dir, markers, resources).update(memory_dir, force=force, **options)

@@ -140,7 +140,14 @@ class ConversationIndex:
         """Take in the parts whose size or mtime changed (every part at first), drop the
         ones gone; parts is the whole memory as scan_parts finds it. Returns parts read."""
         current = {p.path: p for p in parts}
-        changed = [p for p in current.values() if self._parts.get(p.path, (None, None))[:2] != (p.size, p.mtime_ns)]
+        read = self.update(current.values(), set(self._parts) - set(current))
+        self.ready.set()
+        return read
+
+    def update(self, parts: Iterable[PartFile], gone: Iterable[str]) -> int:
+        """Take in those of parts whose size or mtime changed and drop the paths gone: where
+        memory/ changed, as a replay found it. Returns parts read."""
+        changed = [p for p in parts if self._parts.get(p.path, (None, None))[:2] != (p.size, p.mtime_ns)]
         read = {}
         for part in changed:
             try:
@@ -151,14 +158,13 @@ class ConversationIndex:
             read[part.path] = (part.size, part.mtime_ns, part.user, said)
         with self._lock:
             touched: set[tuple[str, str]] = set()
-            for path in (set(self._parts) - set(current)) | set(read):
+            for path in set(gone) | set(read):
                 old = self._parts.pop(path, None)
                 touched |= {(old[2], s.key) for s in old[3]} if old else set()
             for path, entry in read.items():
                 self._parts[path] = entry
                 touched |= {(entry[2], s.key) for s in entry[3]}
             self._summarize(touched, set(read))
-        self.ready.set()
         return len(read)
 
     def saved(self, user: str, path: str, said: Said) -> None:

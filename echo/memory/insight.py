@@ -214,11 +214,7 @@ def describe(text: str) -> tuple[Counter, Counter]:
     return words, feelings
 
 
-def top_terms_by_day(words_by_day: dict[str, Counter], k: int = 10) -> dict[str, list[str]]:
-    """The k words most telling of each day: frequent that day, rare on other days (tf-idf)."""
-    days = len(words_by_day)
-    spread = Counter(word for counts in words_by_day.values() for word in counts)
-    return {
-        day: [w for w, _ in sorted(counts.items(), key=lambda item: (-item[1] * math.log((1 + days) / spread[item[0]]), item[0]))[:k]]
-        for day, counts in words_by_day.items()
-    }
+def top_terms(counts: Counter, spread: Counter, days: int, k: int = 10) -> list[str]:
+    """The k words most telling of a day among days: frequent that day, rare on the other
+    days (tf-idf); spread says on how many days each word is found."""
+    return [w for w, _ in sorted(counts.items(), key=lambda item: (-item[1] * math.log((1 + days) / spread[item[0]]), item[0]))[:k]]

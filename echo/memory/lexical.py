@@ -19,6 +19,7 @@ import tantivy
 _HANGUL_PAIR = re.compile(r"(?=([가-힣]{2}))")
 _HANGUL_SINGLE = re.compile(r"(?<![가-힣])[가-힣](?![가-힣])")
 _SCHEMA_VERSION = "4"  # bump when the fields change: an older index is then rebuilt
+TURNS_DIR = "lexical"  # the index of the turns, in replay's index folder
 
 
 def hangul_terms(text: str) -> list[str]:

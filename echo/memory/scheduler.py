@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from echo.memory.watch import wait_for_quiet
 
@@ -20,9 +20,13 @@ QUIET_S = 0.15  # index updates take in bursts of saves together
 # searchable. Parts that others drop into memory/ (no saves) are taken in at once.
 MAX_DEFER_S = 1.0
 
-# update(first) brings the index up to date and returns the seconds until parts still being
-# written settle (None: none pending); embed(stop) embeds until done or until stop is set.
-Update = Callable[[bool], "float | None"]
+# update(first, paths) brings the index up to date, looking only at paths (relative to memory/)
+# unless they are None (then at the whole memory), and returns the seconds until parts still
+# being written settle (None: none pending); embed(stop) embeds until done or until stop is set.
+Update = Callable[[bool, "set[str] | None"], "float | None"]
+# Where memory/ changed is known from the saves and the watchdog's events; a scan of the whole
+# memory now and then still finds what no event told of (a watchdog restarted, an event lost).
+FULL_SCAN_S = 300.0
 Embed = Callable[[threading.Event], None]
 
 
@@ -41,19 +45,34 @@ class IndexScheduler:
         self.changed = threading.Event()  # memory/ has lines the index has not seen
         self.last_save = float("-inf")
         self.rounds = 0
+        self._paths: set[str] | None = set()  # where it changed since the last update (None: it may be anywhere)
+        self._paths_lock = threading.Lock()
+        self._scanned_at = float("-inf")
 
-    def saved(self) -> None:
-        """An exchange was just written: update soon, at the first pause between saves."""
+    def saved(self, path: str | None = None) -> None:
+        """An exchange was just written (to path): update soon, at the first pause between saves."""
         self.last_save = self.clock()
+        self._note([path] if path is not None else None)
         self.changed.set()
 
-    def notify(self) -> None:
-        """memory/ changed on disk (not by a save): update at once."""
+    def notify(self, paths: Iterable[str] | None = None) -> None:
+        """memory/ changed on disk (not by a save), at paths if known: update at once."""
+        self._note(paths)
         self.changed.set()
+
+    def _note(self, paths: Iterable[str] | None) -> None:
+        with self._paths_lock:
+            self._paths = None if paths is None or self._paths is None else self._paths | set(paths)
 
     def step(self) -> None:
         """One round: update, look again once pending parts settle, embed while nothing changed."""
-        settles_in = self.update(self.rounds == 0)
+        with self._paths_lock:
+            paths, self._paths = self._paths, set()
+        if self.rounds == 0 or self.clock() - self._scanned_at > FULL_SCAN_S:
+            paths = None
+        if paths is None:
+            self._scanned_at = self.clock()
+        settles_in = self.update(self.rounds == 0, paths)
         self.rounds += 1
         if settles_in is not None:
             timer = threading.Timer(settles_in + 0.01, self.changed.set)

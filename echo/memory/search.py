@@ -26,14 +26,13 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from echo.memory.dates import Bound, infer_date, shown, time_in_query
 from echo.memory.dense import Embedder, VectorStore
 from echo.memory.fact_index import FactView, cited_rows
 from echo.memory.facts import FactStore, PartLines
-from echo.memory.indexing import TURNS_DIR
-from echo.memory.lexical import LexicalIndex, overlap
+from echo.memory.lexical import TURNS_DIR, LexicalIndex, overlap
+from echo.memory.replay import Replayer
 from echo.memory.sessions import RRF_K, Sessions, first_seen, fuse, partner, pick_turns
 
 TURN_CANDIDATES = 100  # turns from each turn ranking: their sessions, and which turns to show
@@ -108,8 +107,10 @@ class MemorySearch:
         stages: Stages = Stages(),
         facts: FactStore | None = None,
         memory_dir: Path | None = None,
+        replayer: Replayer | None = None,
     ):
-        """facts (with memory_dir, whose lines they cite): the store whose facts are searched beside the turns."""
+        """facts (with memory_dir, whose lines they cite): the store whose facts are searched
+        beside the turns; replayer: the one that keeps index_dir (else it is read from disk)."""
         self.index_dir = index_dir
         self.facts = facts
         self.part_lines = PartLines(memory_dir) if facts is not None and memory_dir is not None else None
@@ -125,30 +126,29 @@ class MemorySearch:
         self._lock = threading.RLock()
         self._dense: tuple[np.ndarray, np.ndarray] | None = None  # turn rows with a vector, their rows in vectors.all
         self._embedded: tuple[np.ndarray, np.ndarray] | None = None  # which turn rows, and which sessions, have a vector
-        self.refresh()
+        self.refresh(replayer)
 
-    def refresh(self) -> None:
-        """Load the turns that are not duplicates, and the lexical index, as the last replay left them."""
+    def refresh(self, replayer: Replayer | None = None) -> None:
+        """Load the turns that are not duplicates, and the lexical index, as the last replay left
+        them: the replayer's (the MemoryActor holds one), else read from disk."""
         folder = self.index_dir / TURNS_DIR  # reopened: a full replay makes a new one
         lexical = LexicalIndex(folder) if LexicalIndex.exists(folder) else None
-        path = self.index_dir / "turns.parquet"
+        if replayer is None:
+            replayer = Replayer(self.index_dir)
+            replayer.load()
         columns = ["id", "day", "user", "speaker", "text", "hash", "path", "line_start", "line_end"]
-        table = pq.read_table(path) if path.is_file() else None
-        if table is not None:
-            table = table.filter(pc.is_null(table.column("duplicate_of"))).select(columns)
-        if table is None:
-            table = pa.schema([(c, pa.string()) for c in columns]).empty_table()
-        parts = self.index_dir / "parts.parquet"
-        written = pq.read_table(parts, columns=["path", "day", "mtime_ns"]).to_pylist() if parts.is_file() else []
+        turns = replayer.all_turns().combine_chunks()  # a chunk per part: filtering thousands of chunks costs more than joining them
+        table = turns.filter(pc.is_null(turns.column("duplicate_of"))).select(columns)
+        written = replayer.all_parts(["path", "day", "mtime_ns"]).to_pylist()
         dates = {p["path"]: d for p in written if (d := infer_date(p["day"], p["mtime_ns"], self.timezone)) is not None}
-        turns = {c: table.column(c).to_pylist() for c in ("id", "user", "hash", "path", "speaker")}
+        listed = {c: table.column(c).to_pylist() for c in ("id", "user", "hash", "path", "speaker")}
         lines = tuple(np.asarray(table.column(c).to_numpy(zero_copy_only=False), dtype=np.int64) for c in ("line_start", "line_end"))
-        sessions = Sessions.of(turns["path"], turns["user"], dates, {p["path"]: p["mtime_ns"] for p in written})
+        sessions = Sessions.of(table.column("path").combine_chunks(), listed["user"], dates, {p["path"]: p["mtime_ns"] for p in written})
         with self._lock:
             self.lexical = lexical
             self.date_of_part = {path: d.isoformat() for path, d in dates.items()}
             self.table = table  # the rest of each turn is read only for the turns found
-            self.turns = turns
+            self.turns = listed
             self.sessions = sessions
             self.row_of = {turn_id: row for row, turn_id in enumerate(self.turns["id"])}
             self.lines = lines

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+import stat as stat_module
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -213,6 +214,32 @@ def scan_parts(memory_dir: Path) -> tuple[list[PartFile], list[dict]]:
                     )
     found.sort(key=lambda p: (p.day, p.user, p.part))
     return found, skipped
+
+
+def stat_parts(memory_dir: Path, paths: Iterable[str]) -> tuple[list[PartFile], list[str]] | None:
+    """The parts at these paths (relative to memory_dir) as scan_parts would find them, and the
+    paths with no part any more: what changed when a save or the watchdog says where, without
+    a scan of the whole memory. None when one of them is anything else (a folder, a link, a
+    name scan_parts would skip): then only a scan tells what it is."""
+    found, gone = [], []
+    for relative in sorted(set(paths)):
+        names = relative.split("/")
+        if len(names) != 3 or not DAY_RE.match(names[0]) or not (number := part_number(names[2])):
+            return None
+        try:
+            for folder in (names[0], f"{names[0]}/{names[1]}"):
+                if not stat_module.S_ISDIR(os.lstat(memory_dir / folder).st_mode):
+                    return None  # a link or a file where a folder belongs: scan_parts reports it
+            stat = os.lstat(memory_dir / relative)
+        except FileNotFoundError:
+            gone.append(relative)
+            continue
+        except OSError:
+            return None
+        if not stat_module.S_ISREG(stat.st_mode):
+            return None
+        found.append(PartFile(relative, names[0], names[1], number, stat.st_size, stat.st_mtime_ns, stat.st_ino))
+    return found, gone
 
 
 def _scan_part(entry: os.DirEntry, day: str, user: str, found: list[PartFile], skipped: list[dict]) -> None:

@@ -35,7 +35,7 @@ def test_the_first_replay_ran_as_a_ray_data_pipeline(echo):
     boot = memory_ready(echo)["replay"]["boot"]
     assert boot["reader"] == "ray-data" and boot["parts_read"] >= 14
     index = echo.home / "memory_index"
-    assert all((index / name).exists() for name in ("turns.parquet", "parts.parquet", "insight.json", "lexical"))
+    assert all((index / name).exists() for name in ("turns/base.parquet", "parts/base.parquet", "insight.json", "lexical"))
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,6 @@ import zipfile
 from pathlib import Path
 
 import httpx
-import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -24,7 +23,7 @@ from echo.brain.projects import ProjectError, ProjectFile, ProjectSpec, parse_pr
 from echo.brain.users import is_origin, origin_token, token_problem
 from echo.config import ProjectLimits
 from echo.memory.parsing import CONTROL_CHARS, parse_part
-from echo.memory.replay import replay
+from echo.memory.replay import load_index, replay
 from echo.memory.store import exchange_lines, scan_parts
 from echo.ops.package import PackageError, build_package
 from tests.fakes import FakeCircuit, FakeMemory
@@ -246,9 +245,9 @@ def test_hostile_parts_are_skipped_by_name_with_a_fix_and_the_good_ones_kept(hos
     assert reasons["day0904/part1.txt"].startswith("a part outside a user folder")
     assert all("fix:" in reason for reason in reasons.values()), reasons
     assert reasons["README.md"].startswith("not read: memory/ holds only dayMMDD folders")  # named, never read
-    texts = [t["text"] for t in pq.read_table(tmp_path / "index" / "turns.parquet").to_pylist()]
+    texts = [t["text"] for t in load_index(tmp_path / "index")[0].to_pylist()]
     assert not any(word in text for text in texts for word in ("OUTSIDE", "MISNAMED", "LOOSE", "DOTTED"))
-    dots = [t for t in pq.read_table(tmp_path / "index" / "turns.parquet").to_pylist() if t["text"] == "DOTS"]
+    dots = [t for t in load_index(tmp_path / "index")[0].to_pylist() if t["text"] == "DOTS"]
     assert [t["path"] for t in dots] == ["day0905/.../part1.txt"]
     assert (hostile_memory / dots[0]["path"]).resolve().is_relative_to(hostile_memory.resolve())
     assert "고양이 이름은 모카야" in texts and "고양이 이름은 보리야" in texts  # the good parts, whole

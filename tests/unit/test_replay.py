@@ -7,11 +7,10 @@ import os
 import time
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
 from echo.memory.lexical import LexicalIndex, hangul_terms
-from echo.memory.replay import replay, text_hash
+from echo.memory.replay import load_index, replay, text_hash
 from echo.memory.store import scan_parts
 from tests.samples import CAT, CODE, TRIP, write
 
@@ -27,7 +26,7 @@ def memory(tmp_path) -> Path:
 
 
 def turns(index: Path) -> list[dict]:
-    return pq.read_table(index / "turns.parquet").to_pylist()
+    return load_index(index)[0].to_pylist()
 
 
 def ids(index: Path) -> set[str]:
@@ -153,7 +152,7 @@ def test_force_rebuilds_and_a_broken_state_file_means_a_full_replay(memory, tmp_
     index = tmp_path / "index"
     replay(memory, index)
     assert replay(memory, index, force=True)["last_replay"]["parts_read"] == 4
-    (index / "parts.parquet").write_bytes(b"not parquet")
+    (index / "parts" / "base.parquet").write_bytes(b"not parquet")
     assert replay(memory, index)["last_replay"]["parts_read"] == 4
     assert LexicalIndex(index / "lexical").count() == len(ids(index)) == 7
 
@@ -233,3 +232,84 @@ def test_a_part_known_to_be_whole_needs_no_waiting(memory, tmp_path):
     part.write_text("나의 말:\n남이 쓰는 중인 대화\n", encoding="utf-8")  # changed since: it waits again
     insight = replay(memory, index, settle_s=60, whole={"day0902/minji/part1.txt": (stat.st_size, stat.st_mtime_ns)})
     assert insight["pending"] == ["day0902/minji/part1.txt"] and 59 < insight["settles_in_s"] <= 60
+
+
+@pytest.mark.parametrize("fold_rows", [10, 100_000])  # deltas folded into the base often, and never
+def test_one_change_after_another_leaves_what_a_full_replay_makes(tmp_path, monkeypatch, fold_rows):
+    """A held Replayer takes in each change by difference: appends, rewrites, removals, parts
+    that start mid-turn, repeated texts. After each, what it holds (and what it wrote, read
+    back) is what a full replay of the same memory makes."""
+    import random
+
+    from echo.memory import tablelog
+    from echo.memory.replay import Replayer
+
+    monkeypatch.setattr(tablelog, "FOLD_MIN_ROWS", fold_rows)
+    texts = ["고양이 모카가 아파", "Lisbon in May", "시험이 불안해", "응", "고양이 모카가 아파"]
+    rng = random.Random(7)
+    memory, index, full = tmp_path / "memory", tmp_path / "index", tmp_path / "full"
+    held = Replayer(index)
+    stamp = [time.time_ns() - 10**12]
+
+    def turn() -> str:
+        marker = rng.choice(["나의 말:", "ChatGPT의 말:", None])  # None: goes on from the turn before
+        return (f"{marker}\n" if marker else "") + rng.choice(texts) + "\n"
+
+    def put(path: Path, text: str, mode: str = "w") -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open(mode, encoding="utf-8") as handle:
+            handle.write(text)
+        stamp[0] += 10**9
+        os.utime(path, ns=(stamp[0], stamp[0]))
+
+    for step in range(80):
+        existing = sorted(memory.glob("day*/*/part*.txt"))
+        action = rng.choice(["new", "new", "new", "append", "append", "rewrite", "remove"] if existing else ["new"])
+        if action == "new":
+            path = memory / f"day090{rng.randint(1, 3)}" / rng.choice(["origin", "minji"]) / f"part{rng.randint(1, 12)}.txt"
+            put(path, "".join(turn() for _ in range(rng.randint(0, 3))))
+        elif action in ("append", "rewrite"):
+            path = rng.choice(existing)
+            put(path, turn() if action == "append" else "".join(turn() for _ in range(rng.randint(1, 3))), "a" if action == "append" else "w")
+        else:
+            path = rng.choice(existing)
+            path.unlink()
+        # Told where it changed (as after a save or the watchdog's event), or left to scan.
+        got = held.update(memory, paths=[path.relative_to(memory).as_posix()] if step % 2 else None)
+        want = replay(memory, full, force=True)
+        assert held.all_turns().to_pylist() == load_index(full)[0].to_pylist(), (step, action)
+        assert load_index(index)[0].to_pylist() == load_index(full)[0].to_pylist(), (step, action)  # what it wrote, read back
+        for insight in (got, want):
+            for day in insight["by_day"].values():
+                day.pop("top_terms")  # ranked when their day changes (against the days then)
+            del insight["last_replay"]
+        assert got == want, (step, action)
+        assert LexicalIndex(index / "lexical").count() == LexicalIndex(full / "lexical").count() == got["turns"]
+        for query in ("고양이", "Lisbon", "불안"):
+            found = [{i for i, _ in LexicalIndex(folder / "lexical").search(query, 1000)} for folder in (index, full)]
+            assert found[0] == found[1], (step, query)
+
+
+def test_told_where_memory_changed_it_looks_only_there_and_scans_for_anything_else(memory, tmp_path):
+    from echo.memory.replay import Replayer
+
+    held = Replayer(tmp_path / "index")
+    held.update(memory)
+    for path, line in (("day0901/origin/part1.txt", "하나 더"), ("day0902/minji/part1.txt", "둘 더")):
+        with (memory / path).open("a", encoding="utf-8") as handle:
+            handle.write(f"나의 말:\n{line}\n")
+    assert held.update(memory, paths=["day0901/origin/part1.txt"])["last_replay"]["parts_read"] == 1  # only where it was told
+    # A name that is not a part's: only a scan tells what it is, and the scan finds the change nobody told of.
+    write(memory, "day0902/minji/part01.txt", "나의 말:\n이름이 틀린 파트\n")
+    scanned = held.update(memory, paths=["day0902/minji/part01.txt"])
+    assert scanned["last_replay"]["parts_read"] == 1 and "둘 더" in searchable_texts(tmp_path / "index", "둘")
+    assert any(s["path"] == "day0902/minji/part01.txt" and "not a part name" in s["reason"] for s in scanned["skipped"])
+    (memory / "day0901/origin/part10.txt").unlink()
+    gone = held.update(memory, paths=["day0901/origin/part10.txt"])
+    assert gone["last_replay"]["parts_removed"] == 1 and gone["parts"] == 3
+    assert any(s["path"] == "day0902/minji/part01.txt" for s in gone["skipped"])  # still reported, though not scanned
+
+
+def searchable_texts(index: Path, query: str) -> list[str]:
+    by_id = {t["id"]: t["text"] for t in turns(index)}
+    return [by_id[i] for i in searchable(index, query)]

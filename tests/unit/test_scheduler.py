@@ -15,7 +15,7 @@ from tests.fakes import FakeClock
 
 
 def scheduler(clock: FakeClock, update=None, embed=None) -> IndexScheduler:
-    return IndexScheduler(update or (lambda first: None), embed, quiet_s=0.15, max_defer_s=1.0, clock=clock, sleep=clock.sleep)
+    return IndexScheduler(update or (lambda first, paths: None), embed, quiet_s=0.15, max_defer_s=1.0, clock=clock, sleep=clock.sleep)
 
 
 def test_a_change_made_by_others_is_taken_in_after_one_short_pause():
@@ -54,14 +54,32 @@ def test_saves_that_never_pause_still_get_their_update_within_the_limit():
 
 def test_the_first_round_is_the_boot_replay_and_later_ones_are_updates():
     rounds = []
-    index = scheduler(FakeClock(), update=lambda first: rounds.append(first))
+    index = scheduler(FakeClock(), update=lambda first, paths: rounds.append(first))
     index.step()
     index.step()
     assert rounds == [True, False]
 
 
+def test_an_update_looks_where_saves_and_events_said_and_now_and_then_everywhere():
+    clock = FakeClock()
+    asked = []
+    index = scheduler(clock, update=lambda first, paths: asked.append(paths))
+    index.step()  # the boot replay: everywhere
+    index.saved("day0901/origin/part1.txt")
+    index.notify(["day0901/minji/part2.txt"])
+    index.step()
+    index.step()  # nothing said since: nothing to look at
+    index.notify()  # somewhere in memory/
+    index.saved("day0901/origin/part1.txt")
+    index.step()
+    clock.now += 301
+    index.saved("day0901/origin/part1.txt")
+    index.step()  # five minutes since the last scan: everywhere again
+    assert asked == [None, {"day0901/origin/part1.txt", "day0901/minji/part2.txt"}, set(), None, None]
+
+
 def test_parts_still_being_written_are_looked_at_again_once_they_settle():
-    index = scheduler(FakeClock(), update=lambda first: 0.05 if first else None)
+    index = scheduler(FakeClock(), update=lambda first, paths: 0.05 if first else None)
     index.step()
     assert not index.changed.is_set()
     assert index.changed.wait(2)  # a timer sets it when the pending parts should have settled
