@@ -22,6 +22,7 @@ one, interleaved, median of 5 each, and the ratio:
   replay_one_part_scaling_scan  the same, scanning all of memory/ (the MemoryActor's update
                                 every five minutes, and at start)
   search_refresh_scaling        the search taking the updated turns in (MemorySearch.refresh)
+  lexical_search_scaling        lexical search p95 over the dev set's queries at either size
 """
 
 from __future__ import annotations
@@ -213,6 +214,13 @@ def scaling(workdir: str | None) -> int:
                 searches[label].refresh(replayer)
                 if round_:
                     seconds[("search", label)].append(time.perf_counter() - started)
+        queries = [e["query"] for e in load_devset()] * 2
+        speed = {label: search_speed(work / label / "index", queries) for label in sizes}
+        print(
+            f"lexical_search_scaling: p95 {speed['300k'][1]:.1f} ms at {lines['300k']} lines, {speed['1M'][1]:.1f} ms at {lines['1M']} lines "
+            f"over {len(queries)} queries (target p95 <= 50 ms at either)",
+            flush=True,
+        )
         for way, name in (("told", "replay_one_part_scaling"), ("scan", "replay_one_part_scaling_scan"), ("search", "search_refresh_scaling")):
             small, large = (statistics.median(seconds[(way, label)]) for label in sizes)
             target = f"(target <= 1.3x: {'met' if large <= 1.3 * small else 'NOT met'})" if way == "told" else "(no target)"

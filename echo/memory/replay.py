@@ -411,7 +411,7 @@ class Replayer:
             self._drop_part(path)
         fresh = self._take_in(read, before)
         renewed = self._fill_carried(fresh, removed_at, before)
-        patched = self._mark_duplicates(renewed, before)
+        patched = self._mark_duplicates(renewed, before) if built else self._mark_all_duplicates(renewed)
         before.update({p: self.turns[p] for p in patched})
         touched = {**renewed, **patched}
         self.turns.update(touched)
@@ -422,10 +422,9 @@ class Replayer:
         resumed = sum(1 for n in read.column("resumed_from").to_pylist() if n) if read.num_rows else 0
 
         # The state goes last, turns before parts: a crash before it means these parts are simply read again.
-        turns_changed = {**{p: None for p in removed}, **touched}
-        parts_changed = {**{p: None for p in removed}, **{p: pa.Table.from_pylist([self.parts[p]], schema=PART_SCHEMA) for p in fresh}}
         if built:
-            self.turns_log.write(turns_changed, self.all_turns)
+            self.turns_log.write({**{p: None for p in removed}, **touched}, self.all_turns)
+            parts_changed = {**{p: None for p in removed}, **{p: pa.Table.from_pylist([self.parts[p]], schema=PART_SCHEMA) for p in fresh}}
             self.parts_log.write(parts_changed, self.all_parts)
         else:  # a first replay, a forced one, or one over a state of another version
             self.turns_log.replace(self.all_turns())
@@ -555,6 +554,16 @@ class Replayer:
                 tables[path] = self._with_duplicates(turns, groups)
         return patched
 
+    def _mark_all_duplicates(self, renewed: dict[str, pa.Table]) -> dict:
+        """_mark_duplicates for a first or forced replay, where every part is new: in Arrow over
+        the whole table, and the groups built only when an update first needs them."""
+        whole = pa.concat_tables([renewed[p] for p in self.order]) if self.order else TURN_SCHEMA.empty_table()
+        marked = groups(whole.append_column(TURNS_FILE_SCHEMA.field("duplicate_of"), _first_identical(whole)))
+        for path in renewed:
+            renewed[path] = marked.get(path, TURNS_FILE_SCHEMA.empty_table())
+        self._groups = None
+        return {}
+
     @staticmethod
     def _with_duplicates(turns: pa.Table, groups: Mapping[tuple, list[Entry]]) -> pa.Table:
         turns = turns.select(TURN_SCHEMA.names)
@@ -567,7 +576,7 @@ class Replayer:
         """The lexical index holds the turns that are not duplicates; only the difference is written."""
         index = LexicalIndex(self.index_dir / TURNS_DIR, fresh=rebuild)
         if index.created:  # a new index: every turn of the memory goes in
-            adding = [row for p in self.order for row in _unique_rows(self.turns[p]) if p in self.turns]
+            adding = _unique_rows(self.all_turns().combine_chunks())
             index.update(adding, delete=[], upsert=False, threads=2 if len(adding) > 1000 else 1)
             return
         adding, deleting = [], []
@@ -643,6 +652,17 @@ class Replayer:
             "skipped": skipped,
             "by_day": {d: {k: self._days[d][k] for k in ("lines", "turns", "parts", "top_terms", "emotions")} for d in days},
         }
+
+
+def _first_identical(table: pa.Table) -> pa.Array:
+    """For every turn (in table order), the id of the first identical turn (same user,
+    speaker, text), or null for that first one."""
+    numbered = table.select(["id", "user", "speaker", "hash"]).append_column("row", pa.array(range(table.num_rows), pa.int64()))
+    firsts = numbered.group_by(["user", "speaker", "hash"], use_threads=False).aggregate([("row", "min")])
+    owners = numbered.join(firsts, ["user", "speaker", "hash"]).sort_by("row")  # each turn with its group's first row
+    first_rows = owners.column("row_min")
+    first_ids = pc.take(table.column("id"), first_rows)
+    return pc.if_else(pc.equal(owners.column("row"), first_rows), pa.nulls(table.num_rows, pa.string()), first_ids)
 
 
 def _unique_rows(turns: pa.Table) -> list[dict]:
