@@ -165,7 +165,8 @@ class MemoryActor:
         """memory/ changed on disk (the watchdog saw it, at these absolute paths when it says):
         bring the index up to date."""
         root = self.config.memory_dir.resolve()
-        relative = [Path(p).resolve().relative_to(root).as_posix() for p in paths or () if Path(p).resolve().is_relative_to(root)]
+        resolved = [Path(p).resolve() for p in paths or ()]
+        relative = [p.relative_to(root).as_posix() for p in resolved if p.is_relative_to(root)]
         self.index.notify(relative if paths is not None and len(relative) == len(paths) else None)
 
     def written_by_me(self, paths: list[str]) -> bool:

@@ -25,7 +25,7 @@ from echo.memory.insight import describe, top_terms
 from echo.memory.lexical import TURNS_DIR, LexicalIndex
 from echo.memory.parsing import CARRIED, DEFAULT_MARKERS, parse_part
 from echo.memory.store import PartFile, scan_parts, stat_parts
-from echo.memory.tablelog import TableLog, groups
+from echo.memory.tablelog import TableLog, by_path
 
 # Bump when what replay derives from a part changes (parsing, cleaning, hashing): tables
 # written by another version are rebuilt by a full replay.
@@ -283,7 +283,7 @@ class Replayer:
         for path in self.order:
             self._count(path)
         self._groups = None
-        self._refigure({row["day"] for row in rows}, everything=True)
+        self._refigure({row["day"] for row in rows}, rank_all=True)
         self.built = True
         return True
 
@@ -331,15 +331,15 @@ class Replayer:
         self.turns.pop(path, None)
         self._errors.discard(path)
 
-    def _neighbours(self, path: str, step: int):
-        """The parts of the same day and user before (step -1, nearest first) or after (+1) path."""
+    def _parts_before(self, path: str):
+        """The parts of the same day and user before path, nearest first."""
         row = self.parts[path]
-        at = bisect.bisect_left(self._keys, _order_of(row)) + step
-        while 0 <= at < len(self.order) and self._keys[at][:2] == (row["day"], row["user"]):
+        at = bisect.bisect_left(self._keys, _order_of(row)) - 1
+        while at >= 0 and self._keys[at][:2] == (row["day"], row["user"]):
             yield self.order[at]
-            at += step
+            at -= 1
 
-    def groups(self) -> dict[tuple[str, str, str], list[Entry]]:
+    def duplicate_groups(self) -> dict[tuple[str, str, str], list[Entry]]:
         if self._groups is None:  # after a load: built once, then kept up to date
             self._groups = {}
             for path in self.order:
@@ -382,7 +382,7 @@ class Replayer:
             self._clear()
             self.loaded, self.built = True, False
         built = self.load()
-        self.groups()  # before anything is dropped: the groups are built from the state as loaded
+        self.duplicate_groups()  # before anything is dropped: the groups are built from the state as loaded
         looked = stat_parts(memory_dir, {*paths, *self._pending}) if paths is not None and built else None
         if looked is None:
             found, self._skipped = scan_parts(memory_dir)
@@ -462,7 +462,7 @@ class Replayer:
         if not read.num_rows:
             return {}
         flat = pa.Table.from_struct_array(read.column("turns").combine_chunks().flatten())
-        by_part = groups(flat.select(TURN_SCHEMA.names).cast(TURN_SCHEMA))
+        by_part = by_path(flat.select(TURN_SCHEMA.names).cast(TURN_SCHEMA))
         fresh = {}
         for row in read.select(PART_SCHEMA.names).cast(PART_SCHEMA).to_pylist():
             path = row["path"]
@@ -518,7 +518,7 @@ class Replayer:
             i += 1
 
     def _last_speaker_before(self, path: str, renewed: Mapping[str, pa.Table]) -> str:
-        for earlier in self._neighbours(path, -1):
+        for earlier in self._parts_before(path):
             turns = renewed.get(earlier)
             turns = turns if turns is not None else self.turn_table(earlier)
             if turns.num_rows:
@@ -529,7 +529,7 @@ class Replayer:
         """Give renewed parts' turns their duplicate_of (the id of the first identical turn: the
         same user, speaker and text, in memory order; null for that first one), and the turns of
         other parts whose first changed theirs: those parts are returned."""
-        groups = self.groups()
+        groups = self.duplicate_groups()
         firsts_before: dict[tuple, Entry | None] = {}
         for old in before.values():
             for key, entry in _entries(old):
@@ -558,7 +558,7 @@ class Replayer:
         """_mark_duplicates for a first or forced replay, where every part is new: in Arrow over
         the whole table, and the groups built only when an update first needs them."""
         whole = pa.concat_tables([renewed[p] for p in self.order]) if self.order else TURN_SCHEMA.empty_table()
-        marked = groups(whole.append_column(TURNS_FILE_SCHEMA.field("duplicate_of"), _first_identical(whole)))
+        marked = by_path(whole.append_column(TURNS_FILE_SCHEMA.field("duplicate_of"), _first_identical(whole)))
         for path in renewed:
             renewed[path] = marked.get(path, TURNS_FILE_SCHEMA.empty_table())
         self._groups = None
@@ -575,28 +575,24 @@ class Replayer:
     def _update_lexical(self, touched: dict[str, pa.Table], before: dict[str, pa.Table], read: set[str], rebuild: bool) -> None:
         """The lexical index holds the turns that are not duplicates; only the difference is written."""
         index = LexicalIndex(self.index_dir / TURNS_DIR, fresh=rebuild)
+        adding, deleting = [], []
         if index.created:  # a new index: every turn of the memory goes in
             adding = _unique_rows(self.all_turns().combine_chunks())
-            index.update(adding, delete=[], upsert=False, threads=2 if len(adding) > 1000 else 1)
-            return
-        adding, deleting = [], []
-        for path in set(touched) | set(before):
-            was = {row["id"] for row in _unique_rows(before[path])} if path in before else set()
-            now = _unique_rows(touched[path]) if path in touched and path in self.parts else []
-            deleting.extend(was - {row["id"] for row in now})
-            adding.extend(row for row in now if path in read or row["id"] not in was)
-        index.update(adding, delete=sorted(deleting), upsert=True, threads=2 if len(adding) > 1000 else 1)
+        else:
+            for path in set(touched) | set(before):
+                was = {row["id"] for row in _unique_rows(before[path])} if path in before else set()
+                now = _unique_rows(touched[path]) if path in touched and path in self.parts else []
+                deleting.extend(was - {row["id"] for row in now})
+                adding.extend(row for row in now if path in read or row["id"] not in was)
+        index.update(adding, delete=sorted(deleting), upsert=not index.created, threads=2 if len(adding) > 1000 else 1)
 
     # -- the insight -------------------------------------------------------------------
 
-    def _refigure(self, days: set[str], everything: bool = False) -> None:
+    def _refigure(self, days: set[str], rank_all: bool = False) -> None:
         """The insight's figures of these days again, from their parts. A day's top terms are
-        ranked when the day changes, against the other days as they are then."""
-        paths_of: dict[str, list[str]] = {day: [] for day in days}
-        for path in self.order if everything else (p for day in days for p in self._paths_of_day(day)):
-            day = self.parts[path]["day"]
-            if day in paths_of:
-                paths_of[day].append(path)
+        ranked when the day changes, against the other days as they are then (every day's
+        with rank_all)."""
+        paths_of = {day: self._paths_of_day(day) for day in days}
         for day, paths in paths_of.items():
             for word in self._words.pop(day, Counter()):
                 self._spread[word] -= 1
@@ -618,7 +614,7 @@ class Replayer:
                 "parts": len(paths),
                 "emotions": dict(feelings.most_common()),
             }
-        for day in self._days if everything else paths_of:
+        for day in self._days if rank_all else paths_of:
             if day in self._days:
                 self._days[day]["top_terms"] = top_terms(self._words[day], self._spread, len(self._days))
 

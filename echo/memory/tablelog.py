@@ -27,7 +27,7 @@ FOLD_MIN_ROWS = 4096  # a small table is simply rewritten now and then
 FOLD_FILES = 256  # or this many deltas: each costs a file open at load
 
 
-def groups(table: pa.Table) -> dict[str, pa.Table]:
+def by_path(table: pa.Table) -> dict[str, pa.Table]:
     """table's rows by path, each path's rows in table order (rows of a path are contiguous)."""
     if not table.num_rows:
         return {}
@@ -60,7 +60,7 @@ class TableLog:
             return None
         self.through = int(meta.get(b"through", b"0"))
         self.base_rows = table.num_rows
-        rows = groups(table)
+        rows = by_path(table)
         self.deltas, self.delta_rows = [], 0
         for seq, path in self._delta_files():
             if seq <= self.through:
@@ -71,7 +71,7 @@ class TableLog:
                 return None  # renamed complete, so this is a broken disk: rebuild
             for gone in json.loads((delta.schema.metadata or {}).get(b"replaces", b"[]")):
                 rows.pop(gone, None)
-            rows.update(groups(delta.replace_schema_metadata(None)))
+            rows.update(by_path(delta.replace_schema_metadata(None)))
             self.deltas.append((seq, path))
             self.delta_rows += delta.num_rows
         return rows
