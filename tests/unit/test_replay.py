@@ -313,3 +313,19 @@ def test_told_where_memory_changed_it_looks_only_there_and_scans_for_anything_el
 def searchable_texts(index: Path, query: str) -> list[str]:
     by_id = {t["id"]: t["text"] for t in turns(index)}
     return [by_id[i] for i in searchable(index, query)]
+
+
+def test_a_hint_through_a_link_or_at_a_folder_is_not_followed_but_scanned(memory, tmp_path):
+    from echo.memory.replay import Replayer
+
+    held = Replayer(tmp_path / "index")
+    held.update(memory)
+    outside = tmp_path / "outside"
+    write(outside, "part1.txt", "나의 말:\n밖에 있는 비밀\n")
+    (memory / "day0902" / "eve").symlink_to(outside, target_is_directory=True)
+    linked = held.update(memory, paths=["day0902/eve/part1.txt"])
+    assert linked["last_replay"]["parts_read"] == 0 and linked["parts"] == 4  # never read through the link
+    assert any(s["path"] == "day0902/eve" and "symbolic link" in s["reason"] for s in linked["skipped"])
+    write(memory, "day0903/minji/part1.txt", "나의 말:\n새 폴더\n")
+    folder = held.update(memory, paths=["day0903", "", "../etc/passwd"])  # not parts: only a scan tells
+    assert folder["last_replay"]["parts_read"] == 1 and folder["parts"] == 5
